@@ -1,0 +1,3 @@
+"""Dataset plug-ins. Importing this package registers the built-in datasets."""
+
+from datasets import synthetic  # noqa: F401

@@ -1,0 +1,3 @@
+"""dense: multi-task dense prediction with InverseForm as a structure loss."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,250 @@
+"""Experiment configuration: dataclasses read from TOML plus dotted ``key=value`` overrides.
+
+Every section is a dataclass; unknown keys and values of the wrong type are reported with
+their dotted path. Task options (``[tasks.NAME]``) and dataset options (``[data.options]``)
+are validated against the dataclass that the registered plug-in declares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from dense.errors import DenseError
+from dense.registry import DATASETS, TASKS
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"  # the run directory is out_dir/name
+    out_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"
+    train_split: str = "train"
+    val_split: str = "val"
+    batch_size: int = 8  # per process
+    eval_batch_size: int = 8
+    num_workers: int = 1
+    options: dict[str, Any] = field(default_factory=dict)  # the dataset's own options
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "resnet18"  # any timm model that supports features_only=True
+    pretrained: bool = False  # timm's pretrained weights (needs a download)
+    weights: str = ""  # or: a local weights file for the encoder
+    decoder_channels: int = 64
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: Literal["cosine", "poly", "constant"] = "cosine"
+    warmup_steps: int = 50
+    poly_power: float = 0.9
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    eval_every: int = 250
+    checkpoint_every: int = 100
+    log_every: int = 10
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA, off on CPU
+    max_bad_steps: int = 5  # consecutive non-finite losses before training stops
+    eval_batches: int = 0  # evaluate on at most this many batches; 0 = the whole split
+    preview_samples: int = 4  # rows in the predictions picture written after training
+
+
+@dataclass
+class WeightingConfig:
+    method: Literal["fixed", "uncertainty", "dwa"] = "fixed"
+    dwa_temperature: float = 2.0
+    dwa_window: int = 50  # steps per DWA "epoch" (loss averages are compared across windows)
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    tasks: dict[str, Any] = field(default_factory=dict)  # task name → the task's options
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.out_dir) / self.run.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a TOML file (or start from defaults when ``path`` is None) and apply overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise DenseError(f"config file not found: {path}")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise DenseError(f"{path} is not valid TOML: {error}") from None
+    for override in overrides:
+        apply_override(raw, override)
+    return config_from_dict(raw)
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set ``a.b.c=value`` in a nested dict; the value is parsed as TOML, else kept as text."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise DenseError(f"override '{override}' is not of the form section.key=value")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    *parents, leaf = key.strip().split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise DenseError(f"override '{override}': '{part}' is not a section")
+    node[leaf] = value
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Validate a nested dict (as read from TOML) into a :class:`Config`."""
+    config = build_dataclass(Config, raw, "")
+    if not config.tasks:
+        raise DenseError("the config names no task: add a [tasks.NAME] section")
+    config.tasks = {
+        name: build_dataclass(TASKS.get(name).Config, options or {}, f"tasks.{name}.")
+        for name, options in config.tasks.items()
+    }
+    dataset_cls = DATASETS.get(config.data.dataset)
+    config.data.options = dataclasses.asdict(
+        build_dataclass(dataset_cls.Config, config.data.options, "data.options.")
+    )
+    check_positive(config)
+    return config
+
+
+def check_positive(config: Config) -> None:
+    for key in ("batch_size", "eval_batch_size"):
+        if getattr(config.data, key) < 1:
+            raise DenseError(f"data.{key} must be at least 1")
+    for key in ("steps", "eval_every", "checkpoint_every", "log_every", "max_bad_steps"):
+        if getattr(config.train, key) < 1:
+            raise DenseError(f"train.{key} must be at least 1")
+    if config.data.num_workers < 0:
+        raise DenseError("data.num_workers must be 0 or more")
+    if config.optim.lr <= 0:
+        raise DenseError("optim.lr must be positive")
+
+
+def build_dataclass(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``raw``, checking keys and types recursively."""
+    if not isinstance(raw, dict):
+        raise DenseError(f"'{prefix.rstrip('.')}' must be a table, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+            raise DenseError(f"unknown config key '{prefix}{key}'{hint}")
+    values = {}
+    for name in names:
+        if name not in raw:
+            continue
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = build_dataclass(hint, raw[name], f"{prefix}{name}.")
+        else:
+            values[name] = check_type(raw[name], hint, f"{prefix}{name}")
+    return cls(**values)
+
+
+def check_type(value: Any, hint: Any, key: str) -> Any:
+    """Return ``value`` converted to ``hint`` (int → float, list → tuple) or raise DenseError."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise DenseError(f"{key} = {value!r} is not one of {choices}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            try:
+                return check_type(value, arg, key)
+            except DenseError:
+                continue
+        raise DenseError(f"{key} = {value!r} has the wrong type (expected {hint})")
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise DenseError(f"{key} must be a list, got {value!r}")
+        item = args[0] if args else Any
+        items = [check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise DenseError(f"{key} must be a table, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, hint):
+        return value
+    raise DenseError(f"{key} = {value!r} has the wrong type (expected {hint.__name__})")
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Write a nested dict of scalars and lists as TOML (enough for :class:`Config`)."""
+    lines: list[str] = []
+
+    def emit(table: dict[str, Any], path: list[str]) -> None:
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        tables = {k: v for k, v in table.items() if isinstance(v, dict)}
+        if path and (scalars or not tables):
+            lines.append(f"\n[{'.'.join(path)}]")
+        for key, value in scalars.items():
+            lines.append(f"{key} = {toml_value(value)}")
+        for key, value in tables.items():
+            emit(value, [*path, key])
+
+    emit(data, [])
+    return "\n".join(lines).lstrip() + "\n"
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")

@@ -1,0 +1,69 @@
+"""Name → class registries for tasks and datasets, extensible through entry points.
+
+Built-in plug-ins register themselves when their package is imported; third-party packages
+declare an entry point in the group ``dense.tasks`` or ``dense.datasets``
+(``name = "module:Class"``) and are loaded the first time a registry is read.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from importlib import import_module, metadata
+from typing import Generic, TypeVar
+
+from dense.errors import DenseError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A mapping from names to plug-in classes."""
+
+    def __init__(self, kind: str, builtin_module: str, entry_point_group: str) -> None:
+        self.kind = kind
+        self._builtin_module = builtin_module
+        self._group = entry_point_group
+        self._items: dict[str, T] = {}
+        self._loaded = False
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: ``@TASKS.register("segmentation")``. Re-registering a name replaces it."""
+
+        def decorator(item: T) -> T:
+            self._items[name] = item
+            return item
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        self._load()
+        if name not in self._items:
+            close = difflib.get_close_matches(name, self._items, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            known = ", ".join(sorted(self._items))
+            raise DenseError(f"unknown {self.kind} '{name}' (registered: {known}){hint}")
+        return self._items[name]
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._items)
+
+    def __iter__(self) -> Iterator[tuple[str, T]]:
+        self._load()
+        return iter(sorted(self._items.items()))
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        import_module(self._builtin_module)
+        for entry in metadata.entry_points(group=self._group):
+            try:
+                self._items[entry.name] = entry.load()
+            except Exception as error:  # a broken third-party plug-in must not hide the others
+                raise DenseError(f"cannot load {self.kind} plug-in '{entry.value}': {error}") from None
+
+
+TASKS: Registry = Registry("task", "tasks", "dense.tasks")
+DATASETS: Registry = Registry("dataset", "datasets", "dense.datasets")
