@@ -1,0 +1,1 @@
+"""Loss functions: depth losses, multi-task weighting (InverseForm and boundaries to come)."""

@@ -1,0 +1,3 @@
+"""Task plug-ins. Importing this package registers the built-in tasks."""
+
+from tasks import depth, segmentation  # noqa: F401

@@ -1,0 +1,3 @@
+from dense.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""Building tasks and models from a config, and rebuilding them from a checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from dense.checkpoint import load_checkpoint
+from dense.config import Config, config_from_dict
+from dense.data import data_info
+from dense.errors import DenseError
+from dense.model import DenseModel, build_model
+from dense.registry import TASKS
+from tasks.base import DataInfo, Task
+
+
+def build_tasks(config: Config, info: DataInfo) -> dict[str, Task]:
+    return {name: TASKS.get(name)(name, options, info) for name, options in config.tasks.items()}
+
+
+@dataclass
+class Trained:
+    """A model restored from a checkpoint with the config and tasks it was trained with."""
+
+    config: Config
+    tasks: dict[str, Task]
+    model: DenseModel
+    step: int
+
+
+def load_trained(path: str | Path, overrides: list[str] = ()) -> Trained:
+    """Rebuild the model of a checkpoint. Overrides may change data and evaluation settings;
+    ones that change the model's shape are reported as a mismatch."""
+    from dense.config import apply_override
+
+    state = load_checkpoint(path)
+    raw = state["config"]
+    for override in overrides:
+        apply_override(raw, override)
+    config = config_from_dict(raw)
+    info = DataInfo(tuple(state["class_names"]), state["ignore_index"])
+    tasks = build_tasks(config, info)
+    model = build_model(config.model, tasks)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise DenseError(
+            f"checkpoint {path} does not fit the model built from its config: {detail}"
+        ) from None
+    model.eval()
+    return Trained(config, tasks, model, state["step"])
+
+
+def checkpoint_data(dataset: Dataset) -> dict:
+    """What a checkpoint stores about its training data, so predict needs no dataset."""
+    info = data_info(dataset)
+    return {"class_names": list(info.class_names), "ignore_index": info.ignore_index}

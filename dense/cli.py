@@ -1,0 +1,130 @@
+"""The ``dense`` command: train, eval, predict, info."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from dense.errors import DenseError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console()
+    try:
+        return args.handler(args, console) or 0
+    except DenseError as error:
+        Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted; checkpoints written so far are intact")
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dense", description="Multi-task dense prediction with InverseForm."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model from a TOML config")
+    train.add_argument("config", help="TOML experiment file")
+    train.add_argument("overrides", nargs="*", help="section.key=value settings")
+    group = train.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    group.add_argument("--overwrite", action="store_true", help="delete the run and start again")
+    train.set_defaults(handler=run_train)
+
+    evaluate = commands.add_parser("eval", help="evaluate a checkpoint on a dataset split")
+    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("overrides", nargs="*", help="data.* settings, e.g. data.val_split=test")
+    evaluate.add_argument("--split", help="split to evaluate (default: the config's val split)")
+    evaluate.add_argument("--out", help="write the metrics as JSON here")
+    evaluate.set_defaults(handler=run_eval)
+
+    predict = commands.add_parser("predict", help="predict on image files or folders")
+    predict.add_argument("checkpoint")
+    predict.add_argument("inputs", nargs="+", help="image files or folders of images")
+    predict.add_argument("--out", default="predictions", help="output folder")
+    predict.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+                         help="resize to H W for the network (default: the training size)")  # fmt: skip
+    predict.set_defaults(handler=run_predict)
+
+    info = commands.add_parser("info", help="list tasks, datasets and encoders")
+    info.add_argument("--encoders", default="resnet*", help="glob filter for timm encoders")
+    info.set_defaults(handler=run_info)
+    return parser
+
+
+def run_train(args: argparse.Namespace, console: Console) -> int:
+    from dense.config import load_config
+    from dense.trainer import train
+
+    config = load_config(args.config, args.overrides)
+    result = train(config, resume=args.resume, overwrite=args.overwrite, console=console)
+    console.print(f"run directory: {result.run_dir}  (step {result.step})")
+    return 0
+
+
+def run_eval(args: argparse.Namespace, console: Console) -> int:
+    from dense import distributed
+    from dense.assemble import load_trained
+    from dense.data import build_dataset, eval_loader
+    from dense.evaluate import evaluate
+    from dense.progress import metrics_table
+
+    trained = load_trained(args.checkpoint, args.overrides)
+    config = trained.config
+    split = args.split or config.data.val_split
+    dataset = build_dataset(config.data, split)
+    context = distributed.Context(0, 1, 0, distributed.resolve_device(config.run.device))
+    model = trained.model.to(context.device)
+    loader = eval_loader(dataset, config.data, context)
+    metrics = evaluate(model, trained.tasks, loader, context.device, console=console)
+    console.print(metrics_table(metrics, f"{args.checkpoint} on {config.data.dataset}/{split}"))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"step": trained.step, **metrics}, indent=2))
+    return 0
+
+
+def run_predict(args: argparse.Namespace, console: Console) -> int:
+    from dense.assemble import load_trained
+    from dense.predict import find_images, predict_files
+
+    trained = load_trained(args.checkpoint)
+    paths = find_images(args.inputs)
+    size = tuple(args.size) if args.size else None
+    written = predict_files(trained, paths, Path(args.out), size)
+    console.print(f"{len(paths)} image(s) → {len(written)} file(s) in {args.out}")
+    return 0
+
+
+def run_info(args: argparse.Namespace, console: Console) -> int:
+    import dataclasses
+
+    import timm
+    from rich.table import Table
+
+    from dense.registry import DATASETS, TASKS
+
+    for title, registry in (("tasks", TASKS), ("datasets", DATASETS)):
+        table = Table(title=title, title_justify="left")
+        table.add_column("name")
+        table.add_column("options (default)")
+        for name, cls in registry:
+            options = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Config))
+            table.add_row(name, options)
+        console.print(table)
+    encoders = timm.list_models(args.encoders)
+    console.print(f"timm encoders matching '{args.encoders}' ({len(encoders)}): {' '.join(encoders)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Datasets and loaders: deterministic, resumable training batches and rank-sharded evaluation.
+
+Training batches are a pure function of (seed, step): epoch e visits a permutation drawn from
+(seed, e), and step s takes the next ``batch_size × world_size`` items of that stream, rank r
+every world_size-th of them. Each item also carries its own seed, under which the dataset
+(and any random transform) runs, so a resumed run sees exactly the batches an uninterrupted
+one would, whatever the number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from dense.config import DataConfig, build_dataclass
+from dense.distributed import Context
+from dense.errors import DenseError
+from dense.registry import DATASETS
+from tasks.base import DataInfo
+
+
+def build_dataset(config: DataConfig, split: str) -> Dataset:
+    cls = DATASETS.get(config.dataset)
+    options = build_dataclass(cls.Config, config.options, "data.options.")
+    dataset = cls(split, options)
+    if len(dataset) == 0:
+        raise DenseError(f"dataset '{config.dataset}' split '{split}' is empty")
+    return dataset
+
+
+def data_info(dataset: Dataset) -> DataInfo:
+    return DataInfo(
+        class_names=tuple(getattr(dataset, "class_names", ())),
+        ignore_index=getattr(dataset, "ignore_index", 255),
+    )
+
+
+class StepBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Yields this rank's batches of (index, item seed) from ``start_step`` on, forever."""
+
+    def __init__(
+        self, length: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0,
+        world_size: int = 1,
+    ) -> None:  # fmt: skip
+        self.length = length
+        self.batch_size = batch_size
+        self.seed = seed
+        self.start_step = start_step
+        self.rank = rank
+        self.world_size = world_size
+
+    def permutation(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.length, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        per_step = self.batch_size * self.world_size
+        position = self.start_step * per_step  # in the endless stream of permutations
+        epoch, offset = divmod(position, self.length)
+        order = self.permutation(epoch)
+        while True:
+            items = []
+            while len(items) < per_step:
+                if offset == self.length:
+                    epoch, offset = epoch + 1, 0
+                    order = self.permutation(epoch)
+                items.append((order[offset], (self.seed << 32) + epoch * self.length + offset))
+                offset += 1
+            yield items[self.rank :: self.world_size]
+
+
+class SeededDataset(Dataset):
+    """Runs ``dataset[index]`` under the item's own torch seed, leaving the caller's RNG alone."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, int]) -> Any:
+        index, seed = item
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
+def train_loader(
+    dataset: Dataset, config: DataConfig, seed: int, start_step: int, context: Context
+) -> DataLoader:
+    sampler = StepBatchSampler(
+        len(dataset), config.batch_size, seed, start_step, context.rank, context.world_size
+    )
+    return DataLoader(
+        SeededDataset(dataset),
+        batch_sampler=sampler,
+        num_workers=config.num_workers,
+        pin_memory=context.device.type == "cuda",
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(seed),  # keep the global RNG untouched
+    )
+
+
+def eval_loader(
+    dataset: Dataset, config: DataConfig, context: Context, max_batches: int = 0
+) -> DataLoader:
+    """Every item exactly once over all ranks (no padding), so reduced metrics are exact."""
+    length = len(dataset)
+    if max_batches:
+        length = min(length, max_batches * config.eval_batch_size * context.world_size)
+    shard = Subset(dataset, range(context.rank, length, context.world_size))
+    return DataLoader(
+        shard,
+        batch_size=config.eval_batch_size,
+        num_workers=config.num_workers,
+        pin_memory=context.device.type == "cuda",
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {
+        key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value
+        for key, value in batch.items()
+    }

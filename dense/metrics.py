@@ -1,0 +1,140 @@
+"""Streaming metrics: ``update`` per batch, ``compute`` at the end, summed across DDP ranks.
+
+Each metric keeps its state as a few tensors of sums; ``reduce`` adds them over processes,
+so a distributed evaluation gives exactly the numbers a single process would.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dense import distributed
+
+
+class Metric:
+    """Base class: subclasses fill ``self.state`` (name → tensor of sums) in ``reset``."""
+
+    state: dict[str, Tensor]
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def update(self, prediction: Tensor, target: Tensor) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def reduce(self) -> None:
+        """Sum the state over all processes (no-op when not distributed)."""
+        for value in self.state.values():
+            distributed.all_reduce_sum(value)
+
+
+class ConfusionMatrix(Metric):
+    """Segmentation: mIoU, pixel accuracy and mean class accuracy from a confusion matrix.
+
+    mIoU averages over classes present in the ground truth or the prediction; mean class
+    accuracy over classes present in the ground truth. Pixels labelled ``ignore_index`` count
+    for nothing.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int, class_names: tuple[str, ...] = ()):
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.class_names = class_names or tuple(str(c) for c in range(num_classes))
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = {"matrix": torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)}
+
+    def update(self, prediction: Tensor, target: Tensor) -> None:
+        """prediction, target: integer labels with the same number of elements."""
+        prediction, target = prediction.reshape(-1), target.reshape(-1)
+        valid = (target != self.ignore_index) & (target >= 0) & (target < self.num_classes)
+        index = target[valid].long() * self.num_classes + prediction[valid].long()
+        counts = torch.bincount(index, minlength=self.num_classes**2)
+        self.state["matrix"] += counts.reshape(self.num_classes, self.num_classes).cpu()
+
+    def compute(self) -> dict[str, float]:
+        matrix = self.state["matrix"].double()  # rows: ground truth, columns: prediction
+        true_positive = matrix.diag()
+        in_target, in_prediction = matrix.sum(1), matrix.sum(0)
+        union = in_target + in_prediction - true_positive
+        present = union > 0
+        iou = true_positive / union.clamp(min=1)
+        accuracy = true_positive / in_target.clamp(min=1)
+        total = matrix.sum().clamp(min=1)
+        results = {
+            "miou": iou[present].mean().item() if present.any() else 0.0,
+            "pixel_acc": (true_positive.sum() / total).item(),
+            "mean_acc": accuracy[in_target > 0].mean().item() if (in_target > 0).any() else 0.0,
+        }
+        for name, value, seen in zip(self.class_names, iou.tolist(), present.tolist(), strict=True):
+            if seen:
+                results[f"iou/{name}"] = value
+        return results
+
+
+DEPTH_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "delta1", "delta2", "delta3")
+
+
+class DepthMetrics(Metric):
+    """Depth: the standard error measures, computed per image and averaged over images.
+
+    Pixels count when the target lies in (min_depth, max_depth]; predictions are clamped to
+    the same range. Images without a valid pixel are skipped.
+    """
+
+    def __init__(self, min_depth: float = 1e-3, max_depth: float = 10.0) -> None:
+        self.min_depth, self.max_depth = min_depth, max_depth
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = {
+            "sums": torch.zeros(len(DEPTH_KEYS), dtype=torch.float64),
+            "images": torch.zeros((), dtype=torch.float64),
+        }
+
+    def update(self, prediction: Tensor, target: Tensor) -> None:
+        """prediction, target: (B, 1, H, W) or (B, H, W) depths in metres."""
+        per_image = depth_errors(prediction, target, self.min_depth, self.max_depth)
+        if per_image.numel():
+            self.state["sums"] += per_image.sum(0).double().cpu()
+            self.state["images"] += per_image.shape[0]
+
+    def compute(self) -> dict[str, float]:
+        mean = self.state["sums"] / self.state["images"].clamp(min=1)
+        return dict(zip(DEPTH_KEYS, mean.tolist(), strict=True))
+
+
+def depth_errors(prediction: Tensor, target: Tensor, min_depth: float, max_depth: float) -> Tensor:
+    """(N, 8) errors in the order of ``DEPTH_KEYS`` for the N images with valid pixels."""
+    pred = prediction.reshape(prediction.shape[0], -1).float()
+    gt = target.reshape(target.shape[0], -1).float()
+    valid = (gt > min_depth) & (gt <= max_depth)
+    count = valid.sum(1)
+    keep = count > 0
+    pred, gt, valid, count = pred[keep], gt[keep], valid[keep], count[keep].float()
+    gt_safe = torch.where(valid, gt, torch.ones_like(gt))
+    pred = torch.where(valid, pred.clamp(min_depth, max_depth), torch.ones_like(pred))
+
+    def mean(values: Tensor) -> Tensor:
+        return torch.where(valid, values, torch.zeros_like(values)).sum(1) / count
+
+    ratio = torch.maximum(pred / gt_safe, gt_safe / pred)
+    diff = pred - gt_safe
+    return torch.stack(
+        [
+            mean(diff.abs() / gt_safe),
+            mean(diff.square() / gt_safe),
+            mean(diff.square()).sqrt(),
+            mean((pred.log() - gt_safe.log()).square()).sqrt(),
+            mean((pred.log10() - gt_safe.log10()).abs()),
+            mean((ratio < 1.25).float()),
+            mean((ratio < 1.25**2).float()),
+            mean((ratio < 1.25**3).float()),
+        ],
+        dim=1,
+    )

@@ -1,0 +1,109 @@
+"""Model assembly: a timm encoder (features_only) → FPN decoder → one head per task.
+
+The model takes RGB images in [0, 1] (it normalises them itself, so checkpoints are
+self-contained) of any size: inputs are padded to a multiple of the encoder stride and every
+output is cropped back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dense.config import ModelConfig
+from dense.errors import DenseError
+from dense.layers import conv_bn_relu
+from tasks.base import Task
+
+
+class Encoder(nn.Module):
+    """A timm backbone returning its feature maps at strides ≥ 4, finest first."""
+
+    def __init__(self, name: str, pretrained: bool = False, weights: str = "") -> None:
+        super().__init__()
+        kwargs = {}
+        if weights:
+            if not Path(weights).is_file():
+                raise DenseError(f"model.weights: file not found: {weights}")
+            kwargs["pretrained_cfg_overlay"] = {"file": str(weights)}
+            pretrained = True
+        try:
+            self.body = timm.create_model(name, features_only=True, pretrained=pretrained, **kwargs)
+        except RuntimeError as error:
+            raise DenseError(f"model.encoder '{name}': {error}") from None
+        except (OSError, ValueError) as error:
+            raise DenseError(f"model.encoder '{name}': cannot load weights: {error}") from None
+        reductions = self.body.feature_info.reduction()
+        self.keep = [i for i, r in enumerate(reductions) if r >= 4]
+        self.channels = [self.body.feature_info.channels()[i] for i in self.keep]
+        self.stride = max(reductions)
+        config = self.body.pretrained_cfg or {}
+        self.register_buffer("mean", torch.tensor(config.get("mean", (0.485, 0.456, 0.406))))
+        self.register_buffer("std", torch.tensor(config.get("std", (0.229, 0.224, 0.225))))
+
+    def forward(self, image: Tensor) -> list[Tensor]:
+        x = (image - self.mean[:, None, None]) / self.std[:, None, None]
+        features = self.body(x)
+        return [features[i] for i in self.keep]
+
+
+class FPN(nn.Module):
+    """Feature pyramid: lateral 1×1 convs, top-down sums, a 3×3 conv per level."""
+
+    def __init__(self, in_channels: list[int], channels: int) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
+        self.smooth = nn.ModuleList(conv_bn_relu(channels, channels) for _ in in_channels)
+
+    def forward(self, features: list[Tensor]) -> list[Tensor]:
+        levels = [conv(f) for conv, f in zip(self.lateral, features, strict=True)]
+        for i in range(len(levels) - 2, -1, -1):
+            levels[i] = levels[i] + F.interpolate(levels[i + 1], size=levels[i].shape[-2:])
+        return [conv(level) for conv, level in zip(self.smooth, levels, strict=True)]
+
+
+class DenseModel(nn.Module):
+    """Shared encoder and decoder with one head per task; returns ``{task: prediction}``."""
+
+    def __init__(self, encoder: Encoder, decoder: nn.Module, heads: dict[str, nn.Module]) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.heads = nn.ModuleDict(heads)
+
+    def forward(self, image: Tensor) -> dict[str, Tensor]:
+        height, width = image.shape[-2:]
+        stride = self.encoder.stride
+        pad_h, pad_w = -height % stride, -width % stride
+        if pad_h or pad_w:
+            image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+        pyramid = self.decoder(self.encoder(image))
+        size = (height + pad_h, width + pad_w)
+        return {
+            name: crop(head(pyramid, size), size, (height, width))
+            for name, head in self.heads.items()
+        }
+
+
+def crop(output, padded: tuple[int, int], size: tuple[int, int]):
+    """Crop a tensor (or a dict/list of tensors at any scale) from the padded to the real size."""
+    if isinstance(output, dict):
+        return {key: crop(value, padded, size) for key, value in output.items()}
+    if isinstance(output, list | tuple):
+        return type(output)(crop(value, padded, size) for value in output)
+    if output.dim() < 3:
+        return output
+    scale = padded[0] / output.shape[-2]
+    rows, cols = -(-size[0] // round(scale)), -(-size[1] // round(scale))
+    return output[..., :rows, :cols]
+
+
+def build_model(config: ModelConfig, tasks: dict[str, Task]) -> DenseModel:
+    encoder = Encoder(config.encoder, config.pretrained, config.weights)
+    decoder = FPN(encoder.channels, config.decoder_channels)
+    heads = {name: task.head(config.decoder_channels) for name, task in tasks.items()}
+    return DenseModel(encoder, decoder, heads)

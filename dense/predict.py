@@ -1,0 +1,72 @@
+"""Prediction on image files: each task writes its outputs next to the image's name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.io import ImageReadMode, decode_image
+
+from dense.assemble import Trained
+from dense.errors import DenseError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def find_images(inputs: list[str]) -> list[Path]:
+    """Expand files and folders (their image files, sorted) into a list of paths."""
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DenseError(f"no image files in folder {path}")
+            paths += found
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise DenseError(f"input not found: {path}")
+    return paths
+
+
+def read_rgb(path: Path) -> Tensor:
+    """(3, H, W) float image in [0, 1]; greyscale is replicated, alpha is dropped."""
+    try:
+        data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+        image = decode_image(data, mode=ImageReadMode.RGB)
+    except (RuntimeError, ValueError):
+        raise DenseError(f"{path} is not an image that can be read (PNG, JPEG, ...)") from None
+    return image.float() / 255.0
+
+
+@torch.no_grad()
+def predict_files(
+    trained: Trained, paths: list[Path], out_dir: Path, size: tuple[int, int] | None = None
+) -> list[Path]:
+    """Predict every image at ``size`` (default: as trained), resize back, save per task."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    size = size or training_size(trained)
+    written: list[Path] = []
+    for path in paths:
+        image = read_rgb(path)
+        height, width = image.shape[-2:]
+        batch = image[None]
+        if size is not None:
+            batch = F.interpolate(batch, size=size, mode="bilinear", align_corners=False)
+        predictions = trained.model(batch)
+        for name, task in trained.tasks.items():
+            raw = predictions[name]
+            if torch.is_tensor(raw):
+                raw = F.interpolate(raw.float(), size=(height, width), mode="bilinear")
+            written += task.save(task.decode(raw)[0], out_dir / path.stem)
+    return written
+
+
+def training_size(trained: Trained) -> tuple[int, int] | None:
+    options = trained.config.data.options
+    if "height" in options and "width" in options:
+        return options["height"], options["width"]
+    return None

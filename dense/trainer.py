@@ -1,0 +1,352 @@
+"""The training loop: one ``Trainer`` wires config, data, model, losses and checkpoints.
+
+Resuming restores model, optimizer, scheduler, loss weighting, step and every RNG; with the
+step-indexed sampler of :mod:`dense.data`, a resumed run continues exactly as an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from dense import distributed
+from dense.assemble import build_tasks, checkpoint_data
+from dense.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from dense.config import Config, to_toml
+from dense.data import build_dataset, data_info, eval_loader, to_device, train_loader
+from dense.errors import DenseError
+from dense.evaluate import evaluate
+from dense.model import build_model
+from dense.progress import format_terms, metrics_table, training_progress
+from dense.visualize import image_grid, save_png, to_uint8
+from losses.weighting import make_weighting
+
+CHECKPOINT = "last.pt"
+LOG = "metrics.jsonl"
+# config sections a resumed run may not change: they define the model and what it learns
+FROZEN_ON_RESUME = ("model", "tasks", "data.dataset", "weighting.method")
+
+
+class TrainingError(DenseError):
+    """Training cannot go on (for example, the loss stays non-finite)."""
+
+
+@dataclass
+class TrainResult:
+    step: int
+    metrics: dict[str, dict[str, float]]
+    run_dir: Path
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, config: Config, context: distributed.Context, console: Console) -> None:
+        self.config = config
+        self.context = context
+        self.console = console
+        self.device = context.device
+        self.run_dir = config.run_dir
+        torch.manual_seed(config.run.seed)
+
+        self.train_set = build_dataset(config.data, config.data.train_split)
+        self.val_set = build_dataset(config.data, config.data.val_split)
+        self.tasks = build_tasks(config, data_info(self.train_set))
+        self.model = build_model(config.model, self.tasks).to(self.device)
+        self.weighting = make_weighting(
+            config.weighting.method,
+            {name: options.weight for name, options in config.tasks.items()},
+            config.weighting.dwa_temperature,
+            config.weighting.dwa_window,
+        ).to(self.device)
+        self.optimizer = make_optimizer(self.model, self.weighting, config)
+        self.scheduler = make_scheduler(self.optimizer, config)
+        self.amp = config.train.amp == "bf16" or (
+            config.train.amp == "auto" and self.device.type == "cuda"
+        )
+        self.step = 0
+        self.network: nn.Module = self.model
+        if context.world_size > 1:
+            self.network = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+
+    # ------------------------------------------------------------------ run directory
+
+    def prepare(self, resume: bool, overwrite: bool) -> None:
+        """Start fresh or load the last checkpoint, refusing to silently overwrite a run."""
+        checkpoint = self.run_dir / CHECKPOINT
+        if checkpoint.exists() and not (resume or overwrite):
+            raise DenseError(
+                f"{self.run_dir} already holds a run: pass --resume to continue it, "
+                "--overwrite to start again, or choose another run.name"
+            )
+        if resume and checkpoint.exists():
+            self.load(checkpoint)
+            if self.context.is_main:
+                self.console.print(f"resuming {checkpoint} at step {self.step}")
+        elif self.context.is_main:
+            if resume:
+                self.console.print(f"nothing to resume in {self.run_dir}: starting a new run")
+            if overwrite and self.run_dir.exists():
+                shutil.rmtree(self.run_dir)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.toml").write_text(to_toml(self.config.to_dict()))
+        distributed.barrier()
+
+    def load(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        check_resumable(state["config"], self.config.to_dict(), path)
+        self.model.load_state_dict(state["model"])
+        self.weighting.load_state_dict(state["weighting"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = state["step"]
+        set_rng_state(state["rng"])
+        if self.context.is_main:
+            truncate_log(self.run_dir / LOG, self.step)
+
+    def save(self) -> None:
+        if not self.context.is_main:
+            return
+        save_checkpoint(
+            self.run_dir / CHECKPOINT,
+            {
+                "model": self.model.state_dict(),
+                "weighting": self.weighting.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "step": self.step,
+                "rng": rng_state(),
+                "config": self.config.to_dict(),
+                **checkpoint_data(self.train_set),
+            },
+        )
+
+    def log(self, record: dict) -> None:
+        if self.context.is_main:
+            with open(self.run_dir / LOG, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------------ training
+
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float] | None:
+        """One optimisation step; None when it was skipped for a non-finite loss or gradient."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            predictions = self.network(batch["image"])
+        terms: dict[str, Tensor] = {}
+        task_losses: dict[str, Tensor] = {}
+        for name, task in self.tasks.items():
+            task_terms = task.loss(predictions[name], batch)
+            terms.update(task_terms)
+            task_losses[name] = sum(task_terms.values())
+        total, weights = self.weighting(task_losses)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not all_finite(total):
+            return None
+        total.backward()
+        clip = self.config.optim.grad_clip
+        parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        norm = torch.nn.utils.clip_grad_norm_(parameters, clip if clip > 0 else math.inf)
+        if not all_finite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.optimizer.step()
+        self.scheduler.step()
+        values = {"loss": total.item(), **{k: v.item() for k, v in terms.items()}}
+        values.update({f"weight/{name}": w for name, w in weights.items()})
+        return values
+
+    def fit(self) -> TrainResult:
+        config = self.config.train
+        main = self.context.is_main
+        interactive = self.console.is_terminal
+        loader = train_loader(
+            self.train_set, self.config.data, self.config.run.seed, self.step, self.context
+        )
+        self.network.train()
+        bad_steps = 0
+        window: list[dict[str, float]] = []
+        started, images = time.perf_counter(), 0
+        metrics: dict[str, dict[str, float]] = {}
+        with training_progress(self.console, enabled=main and interactive) as progress:
+            bar = progress.add_task(
+                self.config.run.name, total=config.steps, completed=self.step, status=""
+            )
+            batches = iter(loader)
+            while self.step < config.steps:
+                batch = to_device(next(batches), self.device)
+                values = self.train_step(batch)
+                if values is None:
+                    bad_steps += 1
+                    self.warn_bad_step(bad_steps)
+                    continue
+                bad_steps = 0
+                self.step += 1
+                images += batch["image"].shape[0] * self.context.world_size
+                window.append(values)
+                if self.step % config.log_every == 0 or self.step == config.steps:
+                    rate = images / max(time.perf_counter() - started, 1e-9)
+                    record = mean_record(window) | {"lr": self.scheduler.get_last_lr()[0]}
+                    self.log({"step": self.step, "split": "train", **record, "images_per_s": rate})
+                    status = format_terms(
+                        {k: v for k, v in record.items() if "/" in k and "weight/" not in k}
+                    )
+                    progress.update(bar, status=f"{status}  {rate:.1f} img/s")
+                    if main and not interactive:
+                        self.console.print(f"step {self.step}/{config.steps}  {status}")
+                    window, started, images = [], time.perf_counter(), 0
+                progress.update(bar, completed=self.step)
+                if self.step % config.eval_every == 0 and self.step < config.steps:
+                    metrics = self.run_evaluation()
+                if self.step % config.checkpoint_every == 0:
+                    self.save()
+        metrics = self.run_evaluation()
+        self.save()
+        if main:
+            (self.run_dir / "metrics.json").write_text(
+                json.dumps({"step": self.step, **metrics}, indent=2)
+            )
+            self.preview()
+        return TrainResult(self.step, metrics, self.run_dir)
+
+    def warn_bad_step(self, count: int) -> None:
+        limit = self.config.train.max_bad_steps
+        if self.context.is_main:
+            self.console.print(
+                f"[yellow]warning:[/] non-finite loss or gradient at step {self.step + 1}: "
+                f"step skipped ({count}/{limit} in a row)"
+            )
+        if count >= limit:
+            kept = self.run_dir / CHECKPOINT
+            where = f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint yet"
+            raise TrainingError(
+                f"the loss was not finite for {limit} steps in a row at step {self.step + 1}; "
+                f"training stopped ({where}). Lower optim.lr or check the data"
+            )
+
+    def run_evaluation(self) -> dict[str, dict[str, float]]:
+        loader = eval_loader(
+            self.val_set, self.config.data, self.context, self.config.train.eval_batches
+        )
+        console = self.console if self.context.is_main and self.console.is_terminal else None
+        metrics = evaluate(self.model, self.tasks, loader, self.device, self.amp, console)
+        flat = {f"{task}/{name}": value for task, values in metrics.items() for name, value in values.items()}
+        self.log({"step": self.step, "split": "val", **flat})
+        if self.context.is_main:
+            self.console.print(metrics_table(metrics, f"validation at step {self.step}"))
+        return metrics
+
+    @torch.no_grad()
+    def preview(self) -> None:
+        """predictions.png: per validation sample, the image then target | prediction per task."""
+        count = min(self.config.train.preview_samples, len(self.val_set))
+        if count == 0:
+            return
+        samples = [self.val_set[i] for i in range(count)]
+        images = torch.stack([s["image"] for s in samples]).to(self.device)
+        self.model.eval()
+        predictions = self.model(images)
+        rows = []
+        for i, sample in enumerate(samples):
+            row = [to_uint8(sample["image"])]
+            for name, task in self.tasks.items():
+                value = task.decode(predictions[name][i : i + 1])[0]
+                drawn = [task.render(sample[task.target_key]), task.render(value.cpu())]
+                row += [d for d in drawn if d is not None]
+            rows.append(row)
+        save_png(image_grid(rows), self.run_dir / "predictions.png")
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def make_optimizer(model: nn.Module, weighting: nn.Module, config: Config) -> torch.optim.AdamW:
+    """AdamW; no weight decay on biases, norm layers or loss-weighting parameters."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        (decay if parameter.ndim > 1 else no_decay).append(parameter)
+    no_decay += list(weighting.parameters())
+    groups = [
+        {"params": decay, "weight_decay": config.optim.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.optim.lr)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: Config) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then cosine or poly decay to zero at ``train.steps`` (or constant)."""
+    warmup, total = config.optim.warmup_steps, config.train.steps
+    schedule, power = config.optim.schedule, config.optim.poly_power
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        if schedule == "poly":
+            return (1 - progress) ** power
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def all_finite(value: Tensor) -> bool:
+    """True when ``value`` is finite on every process (so all ranks skip a step together)."""
+    flag = torch.tensor([0.0 if torch.isfinite(value).all() else 1.0])
+    distributed.all_reduce_sum(flag)
+    return flag.item() == 0
+
+
+def mean_record(window: list[dict[str, float]]) -> dict[str, float]:
+    return {key: sum(v[key] for v in window) / len(window) for key in window[0]}
+
+
+def check_resumable(saved: dict, current: dict, path: Path) -> None:
+    for key in FROZEN_ON_RESUME:
+        a, b = saved, current
+        for part in key.split("."):
+            a, b = a.get(part), b.get(part)
+        if a != b:
+            raise DenseError(
+                f"cannot resume {path}: its '{key}' differs from the config's "
+                "(only training length, schedule, evaluation and logging may change)"
+            )
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop log records written after ``step`` by a run that died before its next checkpoint."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line cut short by the crash
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def train(
+    config: Config, resume: bool = False, overwrite: bool = False, console: Console | None = None
+) -> TrainResult:
+    """Train ``config`` (under torchrun: distributed). The CLI's ``dense train``."""
+    context = distributed.setup(config.run.device)
+    console = console or Console()
+    try:
+        trainer = Trainer(config, context, console)
+        trainer.prepare(resume, overwrite)
+        return trainer.fit()
+    finally:
+        distributed.teardown()

@@ -1,0 +1,71 @@
+"""The task plug-in interface.
+
+A task owns everything about one prediction target: its head, its named loss terms, its
+metric, and how its outputs are decoded, drawn and saved. The engine (``dense/``) only talks
+to this interface, so a new task is one class in one file, registered by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from dense.metrics import Metric
+
+
+@dataclass
+class TaskConfig:
+    """Options every task has; a task's own ``Config`` dataclass extends this one."""
+
+    weight: float = 1.0  # the task's loss weight under fixed weighting
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a task may need to know about the dataset it trains on."""
+
+    class_names: tuple[str, ...] = ()
+    ignore_index: int = 255
+
+
+class Task:
+    """Base class of task plug-ins. Subclasses set the class attributes and override
+    ``head``, ``loss`` and ``metric``; the other methods have working defaults."""
+
+    Config: ClassVar[type] = TaskConfig
+    target_key: ClassVar[str] = ""  # the batch key holding this task's ground truth
+    keys: ClassVar[tuple[str, ...]] = ()  # every batch key the task reads
+
+    def __init__(self, name: str, config: Any, data: DataInfo) -> None:
+        self.name = name
+        self.config = config
+        self.data = data
+
+    def head(self, channels: int) -> nn.Module:
+        """A module mapping (pyramid, (H, W)) to this task's raw prediction at size H×W."""
+        raise NotImplementedError
+
+    def loss(self, prediction: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Named loss terms ``{"<task>/<term>": scalar}``; the task's loss is their sum."""
+        raise NotImplementedError
+
+    def metric(self) -> Metric:
+        raise NotImplementedError
+
+    def update_metric(self, metric: Metric, prediction: Tensor, batch: dict[str, Tensor]) -> None:
+        metric.update(self.decode(prediction), batch[self.target_key])
+
+    def decode(self, prediction: Tensor) -> Tensor:
+        """Raw head output → the task's output in its own units (labels, metres, ...)."""
+        return prediction
+
+    def render(self, value: Tensor) -> Tensor | None:
+        """A decoded prediction or a target (C, H, W) as a uint8 RGB picture, if drawable."""
+        return None
+
+    def save(self, value: Tensor, stem: Path) -> list[Path]:
+        """Write one decoded prediction (C, H, W) next to ``stem``; return the files written."""
+        return []

@@ -1,0 +1,82 @@
+"""Supervised monocular depth: a bounded log-depth head trained with SILog or log-L1."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from dense.errors import DenseError
+from dense.layers import ConvHead
+from dense.metrics import DepthMetrics, Metric
+from dense.registry import TASKS
+from dense.visualize import colorize_depth, save_png, save_png16
+from losses.depth import log_l1_loss, silog_loss
+from tasks.base import DataInfo, Task, TaskConfig
+
+
+@dataclass
+class DepthConfig(TaskConfig):
+    loss: Literal["silog", "l1_log"] = "silog"
+    silog_lambda: float = 0.85
+    min_depth: float = 0.1  # predictions lie in [min_depth, max_depth] metres
+    max_depth: float = 10.0  # and ground truth outside (0, max_depth] is ignored
+
+
+class LogDepthHead(nn.Module):
+    """Maps a sigmoid to log-depth in [log min, log max]: bounded, scale-aware, never ≤ 0."""
+
+    def __init__(self, channels: int, min_depth: float, max_depth: float) -> None:
+        super().__init__()
+        self.conv = ConvHead(channels, 1)
+        self.log_min = math.log(min_depth)
+        self.log_range = math.log(max_depth) - self.log_min
+
+    def forward(self, pyramid: list[Tensor], size: tuple[int, int]) -> Tensor:
+        x = self.conv(pyramid, size).float()
+        return torch.exp(self.log_min + self.log_range * torch.sigmoid(x))  # (B, 1, H, W)
+
+
+@TASKS.register("depth")
+class Depth(Task):
+    Config = DepthConfig
+    target_key = "depth"
+    keys = ("depth",)
+
+    def __init__(self, name: str, config: DepthConfig, data: DataInfo) -> None:
+        super().__init__(name, config, data)
+        if not 0 < config.min_depth < config.max_depth:
+            raise DenseError(f"tasks.{name}: need 0 < min_depth < max_depth")
+
+    def head(self, channels: int) -> nn.Module:
+        return LogDepthHead(channels, self.config.min_depth, self.config.max_depth)
+
+    def valid(self, target: Tensor) -> Tensor:
+        return torch.isfinite(target) & (target > 0) & (target <= self.config.max_depth)
+
+    def loss(self, prediction: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        target = batch[self.target_key]
+        valid = self.valid(target)
+        target = torch.where(valid, target, torch.ones_like(target))
+        if self.config.loss == "silog":
+            value = silog_loss(prediction, target, valid, self.config.silog_lambda)
+        else:
+            value = log_l1_loss(prediction, target, valid)
+        return {f"{self.name}/{self.config.loss}": value}
+
+    def metric(self) -> Metric:
+        return DepthMetrics(min_depth=1e-3, max_depth=self.config.max_depth)
+
+    def render(self, value: Tensor) -> Tensor:
+        return colorize_depth(value, self.config.min_depth, self.config.max_depth)
+
+    def save(self, value: Tensor, stem: Path) -> list[Path]:
+        colour = stem.with_name(f"{stem.name}_{self.name}.png")
+        millimetres = stem.with_name(f"{stem.name}_{self.name}16.png")
+        save_png(self.render(value), colour)
+        save_png16((value.float() * 1000).round().clamp(0, 65535), millimetres)
+        return [colour, millimetres]
