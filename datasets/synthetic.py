@@ -164,9 +164,7 @@ class Layout:
 LocalBox = tuple[tuple[float, float, float, float, float, float], int]  # (x0,y0,z0,x1,y1,z1)
 
 
-def place(
-    parts: list[tuple[LocalBox, int]], origin: tuple[float, float], turns: int
-) -> list[Box]:
+def place(parts: list[tuple[LocalBox, int]], origin: tuple[float, float], turns: int) -> list[Box]:
     """Map boxes from an object's frame (back at z=0) by ``turns`` quarter turns about y."""
     ox, oz = origin
     rotate = [
@@ -243,7 +241,9 @@ def cabinet(rng: random.Random, layout: Layout, materials: Materials) -> list[Bo
     if h < 1.0 and rng.random() < 0.6:  # a TV on a low cabinet
         tw = min(w - 0.1, rng.uniform(0.6, 1.1))
         x0 = (w - tw) / 2
-        parts.append((((x0, h, 0.1, x0 + tw, h + tw * 0.58, 0.16), TV), materials.add("dark", "tv")))
+        parts.append(
+            (((x0, h, 0.1, x0 + tw, h + tw * 0.58, 0.16), TV), materials.add("dark", "tv"))
+        )
     elif h < 1.4:
         parts += books_row(rng, materials, w, h, d)
     return against_wall(rng, layout, parts, w)
@@ -275,7 +275,9 @@ def books_row(
     while x < w - inset - 0.05:
         bw = rng.uniform(0.03, 0.07)
         bh = rng.uniform(0.15, 0.28)
-        parts.append((((x, y, 0.04, x + bw, y + bh, d - 0.02), BOOKS), materials.pick("noise", "book")))
+        parts.append(
+            (((x, y, 0.04, x + bw, y + bh, d - 0.02), BOOKS), materials.pick("noise", "book"))
+        )
         x += bw + rng.uniform(0.0, 0.02)
         if rng.random() < 0.1:
             x += rng.uniform(0.05, 0.2)

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args, console) or 0
     except DenseError as error:
-        Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {error}", highlight=False)
         return 2
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted; checkpoints written so far are intact")
@@ -51,8 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("checkpoint")
     predict.add_argument("inputs", nargs="+", help="image files or folders of images")
     predict.add_argument("--out", default="predictions", help="output folder")
-    predict.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
-                         help="resize to H W for the network (default: the training size)")  # fmt: skip
+    predict.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="resize to H W for the network (default: the training size)",
+    )
     predict.set_defaults(handler=run_predict)
 
     info = commands.add_parser("info", help="list tasks, datasets and encoders")
@@ -122,7 +127,9 @@ def run_info(args: argparse.Namespace, console: Console) -> int:
             table.add_row(name, options)
         console.print(table)
     encoders = timm.list_models(args.encoders)
-    console.print(f"timm encoders matching '{args.encoders}' ({len(encoders)}): {' '.join(encoders)}")
+    console.print(
+        f"timm encoders matching '{args.encoders}' ({len(encoders)}): {' '.join(encoders)}"
+    )
     return 0
 
 

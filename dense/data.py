@@ -42,9 +42,14 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
     """Yields this rank's batches of (index, item seed) from ``start_step`` on, forever."""
 
     def __init__(
-        self, length: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0,
+        self,
+        length: int,
+        batch_size: int,
+        seed: int,
+        start_step: int = 0,
+        rank: int = 0,
         world_size: int = 1,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.length = length
         self.batch_size = batch_size
         self.seed = seed

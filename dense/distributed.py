@@ -68,3 +68,12 @@ def all_reduce_sum(tensor: torch.Tensor) -> None:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every process rank 0's buffers (BatchNorm statistics drift apart between the
+    forward passes where DDP re-broadcasts them)."""
+    if not is_distributed():
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)

@@ -52,7 +52,11 @@ class Encoder(nn.Module):
 
 
 class FPN(nn.Module):
-    """Feature pyramid: lateral 1×1 convs, top-down sums, a 3×3 conv per level."""
+    """Feature pyramid: lateral 1×1 convs, top-down sums, a 3×3 conv per level.
+
+    Returns the levels finest first; the finest also sums every coarser level (upsampled),
+    so single-scale heads read all scales and multi-scale heads can read each level.
+    """
 
     def __init__(self, in_channels: list[int], channels: int) -> None:
         super().__init__()
@@ -63,7 +67,13 @@ class FPN(nn.Module):
         levels = [conv(f) for conv, f in zip(self.lateral, features, strict=True)]
         for i in range(len(levels) - 2, -1, -1):
             levels[i] = levels[i] + F.interpolate(levels[i + 1], size=levels[i].shape[-2:])
-        return [conv(level) for conv, level in zip(self.smooth, levels, strict=True)]
+        levels = [conv(level) for conv, level in zip(self.smooth, levels, strict=True)]
+        size = levels[0].shape[-2:]
+        fused = levels[0] + sum(
+            F.interpolate(level, size=size, mode="bilinear", align_corners=False)
+            for level in levels[1:]
+        )
+        return [fused, *levels[1:]]
 
 
 class DenseModel(nn.Module):

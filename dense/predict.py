@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image
 
 from dense.assemble import Trained
 from dense.errors import DenseError
@@ -35,11 +36,11 @@ def find_images(inputs: list[str]) -> list[Path]:
 def read_rgb(path: Path) -> Tensor:
     """(3, H, W) float image in [0, 1]; greyscale is replicated, alpha is dropped."""
     try:
-        data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
-        image = decode_image(data, mode=ImageReadMode.RGB)
-    except (RuntimeError, ValueError):
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError):
         raise DenseError(f"{path} is not an image that can be read (PNG, JPEG, ...)") from None
-    return image.float() / 255.0
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
 
 
 @torch.no_grad()

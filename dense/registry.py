@@ -62,7 +62,9 @@ class Registry(Generic[T]):
             try:
                 self._items[entry.name] = entry.load()
             except Exception as error:  # a broken third-party plug-in must not hide the others
-                raise DenseError(f"cannot load {self.kind} plug-in '{entry.value}': {error}") from None
+                raise DenseError(
+                    f"cannot load {self.kind} plug-in '{entry.value}': {error}"
+                ) from None
 
 
 TASKS: Registry = Registry("task", "tasks", "dense.tasks")

@@ -235,12 +235,17 @@ class Trainer:
             )
 
     def run_evaluation(self) -> dict[str, dict[str, float]]:
+        distributed.broadcast_buffers(self.model)
         loader = eval_loader(
             self.val_set, self.config.data, self.context, self.config.train.eval_batches
         )
         console = self.console if self.context.is_main and self.console.is_terminal else None
         metrics = evaluate(self.model, self.tasks, loader, self.device, self.amp, console)
-        flat = {f"{task}/{name}": value for task, values in metrics.items() for name, value in values.items()}
+        flat = {
+            f"{task}/{name}": value
+            for task, values in metrics.items()
+            for name, value in values.items()
+        }
         self.log({"step": self.step, "split": "val", **flat})
         if self.context.is_main:
             self.console.print(metrics_table(metrics, f"validation at step {self.step}"))
@@ -283,7 +288,9 @@ def make_optimizer(model: nn.Module, weighting: nn.Module, config: Config) -> to
     return torch.optim.AdamW(groups, lr=config.optim.lr)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: Config) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: Config
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up, then cosine or poly decay to zero at ``train.steps`` (or constant)."""
     warmup, total = config.optim.warmup_steps, config.train.steps
     schedule, power = config.optim.schedule, config.optim.poly_power

@@ -8,9 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.io import write_png
 
-# hand-picked anchors of a dark-to-bright map (near = bright after inversion in colorize_depth)
+# hand-picked anchors of a dark-to-bright colour map (colorize_depth draws near as bright)
 DEPTH_ANCHORS = torch.tensor(
     [
         [0.0, 0.0, 0.02],
@@ -51,10 +50,7 @@ def colorize_depth(depth: Tensor, min_depth: float, max_depth: float) -> Tensor:
     """(H, W) or (1, H, W) depth → (3, H, W) uint8, near bright, far dark, invalid black."""
     depth = depth.reshape(depth.shape[-2:]).float().cpu()
     valid = torch.isfinite(depth) & (depth > 0)
-    # inverse depth spreads the colours over the near range, where the detail is
-    lo, hi = 1.0 / max_depth, 1.0 / min_depth
-    t = ((1.0 / depth.clamp(min=min_depth, max=max_depth) - lo) / (hi - lo)).clamp(0, 1)
-    t = t.sqrt()  # the room-scale range sits near zero in inverse depth; stretch it
+    t = 1 - ((depth - min_depth) / (max_depth - min_depth)).clamp(0, 1)
     position = t * (len(DEPTH_ANCHORS) - 1)
     index = position.floor().long().clamp(max=len(DEPTH_ANCHORS) - 2)
     frac = (position - index)[..., None]
@@ -85,7 +81,8 @@ def image_grid(rows: list[list[Tensor]], gap: int = 2) -> Tensor:
 def save_png(image: Tensor, path: Path) -> None:
     """Write a (3, H, W) or (1, H, W) uint8 tensor as PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_png(image.cpu(), str(path))
+    array = image.detach().cpu().permute(1, 2, 0).numpy()
+    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path, format="PNG")
 
 
 def save_png16(values: Tensor, path: Path) -> None:

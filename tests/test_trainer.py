@@ -1,0 +1,128 @@
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from dense.checkpoint import load_checkpoint
+from dense.config import config_from_dict, to_toml
+from dense.errors import DenseError
+from dense.registry import TASKS
+from dense.trainer import TrainingError, train
+from tasks.segmentation import Segmentation, SegmentationConfig
+from tests.conftest import ROOT, dense_command, tiny_dict
+
+
+def test_training_writes_log_checkpoint_metrics_and_picture(tiny):
+    result = train(tiny())
+    run = result.run_dir
+    records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
+    val = [r for r in records if r["split"] == "val"]
+    assert [r["step"] for r in val] == [3, 6]
+    assert {"segmentation/miou", "depth/abs_rel", "depth/delta1"} <= set(val[0])
+    assert load_checkpoint(run / "last.pt")["step"] == 6
+    assert json.loads((run / "metrics.json").read_text())["segmentation"]["miou"] > 0
+    assert (run / "predictions.png").stat().st_size > 0
+    assert (run / "config.toml").exists()
+
+
+def test_a_finished_run_is_not_overwritten_by_accident(tiny):
+    train(tiny())
+    with pytest.raises(DenseError, match="--resume"):
+        train(tiny())
+    assert train(tiny(), overwrite=True).step == 6
+
+
+def test_resume_refuses_a_different_model(tiny):
+    train(tiny())
+    with pytest.raises(DenseError, match="'model' differs"):
+        train(tiny("model.decoder_channels=8"), resume=True)
+    assert train(tiny("train.steps=8"), resume=True).step == 8  # longer training is fine
+
+
+def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
+    overrides = (
+        "train.steps=40",
+        "train.checkpoint_every=5",
+        "train.eval_every=100",
+        "weighting.method=dwa",
+        "weighting.dwa_window=3",
+        "optim.schedule=poly",
+    )
+    reference = train(config_from_dict(tiny_dict(tmp_path, *overrides, "run.name=reference")))
+
+    raw = tiny_dict(tmp_path, *overrides, "run.name=killed")
+    path = tmp_path / "killed.toml"
+    path.write_text(to_toml(raw))
+    checkpoint = tmp_path / "runs" / "killed" / "last.pt"
+    process = subprocess.Popen(
+        dense_command("train", str(path)),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = load_checkpoint(checkpoint)["step"]
+    assert killed_at < 40, "the run finished before it could be killed"
+
+    resumed = train(config_from_dict(raw), resume=True)
+    assert resumed.step == 40
+    final = load_checkpoint(checkpoint)
+    expected = load_checkpoint(reference.run_dir / "last.pt")
+    for key, value in expected["model"].items():
+        assert torch.allclose(final["model"][key].float(), value.float(), atol=1e-6), key
+    assert torch.equal(final["weighting"]["history"], expected["weighting"]["history"])
+    steps = [json.loads(line)["step"] for line in (resumed.run_dir / "metrics.jsonl").open()]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) + 1  # one val record at 40
+
+
+FAILING_CALLS: set[int] = set()
+
+
+@TASKS.register("test_flaky_segmentation")
+class FlakySegmentation(Segmentation):
+    """Segmentation whose loss is NaN on the calls listed in FAILING_CALLS."""
+
+    Config = SegmentationConfig
+    calls = 0
+
+    def loss(self, prediction, batch):
+        FlakySegmentation.calls += 1
+        terms = super().loss(prediction, batch)
+        if FlakySegmentation.calls in FAILING_CALLS:
+            terms = {key: value * float("nan") for key, value in terms.items()}
+        return terms
+
+
+def flaky_config(tmp_path, *overrides):
+    raw = tiny_dict(tmp_path, "train.max_bad_steps=3", "train.checkpoint_every=2", *overrides)
+    raw["tasks"] = {"test_flaky_segmentation": {}}
+    return config_from_dict(raw)
+
+
+def test_isolated_non_finite_losses_are_skipped(tmp_path, capsys):
+    FlakySegmentation.calls = 0
+    FAILING_CALLS.clear()
+    FAILING_CALLS.update({2, 4})
+    result = train(flaky_config(tmp_path))
+    assert result.step == 6 and FlakySegmentation.calls == 8
+    assert "step skipped" in capsys.readouterr().out
+
+
+def test_repeated_non_finite_losses_stop_training_and_keep_the_checkpoint(tmp_path):
+    FlakySegmentation.calls = 0
+    FAILING_CALLS.clear()
+    FAILING_CALLS.update(range(5, 100))
+    with pytest.raises(TrainingError, match="3 steps in a row.*last good checkpoint"):
+        train(flaky_config(tmp_path))
+    state = load_checkpoint(tmp_path / "runs" / "tiny" / "last.pt")
+    assert state["step"] == 4
+    assert all(torch.isfinite(v.float()).all() for v in state["model"].values())
