@@ -489,16 +489,27 @@ def render(scene: Scene, pose: Tensor, K: Tensor, height: int, width: int) -> tu
     obj = torch.where(axis == 1, (rays[..., 1] > 0).long(), 2)
 
     bounds = torch.tensor([[b.lo, b.hi] for b in scene.boxes]).reshape(-1, 2, 3)
-    for index, (rows, cols) in visible_boxes(bounds, R.T, origin, K, height, width):
+    visible = visible_boxes(bounds, R.T, origin, K, height, width)
+    for indices, (rows, cols) in batch_small_boxes(visible):
+        # slab test of K boxes against the rays of their common rectangle: (K, h, w, 3)
         r_inv = inv[rows, cols]
-        lo = (bounds[index, 0] - origin) * r_inv
-        hi = (bounds[index, 1] - origin) * r_inv
+        lo = (bounds[indices, 0] - origin)[:, None, None] * r_inv
+        hi = (bounds[indices, 1] - origin)[:, None, None] * r_inv
         near, near_axis = torch.minimum(lo, hi).max(dim=-1)
         far = torch.maximum(lo, hi).amin(dim=-1)
-        hit = (near <= far) & (near > 0) & (near < depth[rows, cols])
+        valid = (near <= far) & (near > 0)
+        if len(indices) > 1:  # keep the closest of the K boxes per pixel
+            near = torch.where(valid, near, torch.inf)
+            near, nearest = near.min(dim=0)
+            near_axis = near_axis.gather(0, nearest[None])[0]
+            ids = indices[nearest] + 3
+        else:
+            near = torch.where(valid[0], near[0], torch.inf)
+            near_axis, ids = near_axis[0], indices[0] + 3
+        hit = near < depth[rows, cols]
         depth[rows, cols] = torch.where(hit, near, depth[rows, cols])
         axis[rows, cols] = torch.where(hit, near_axis, axis[rows, cols])
-        obj[rows, cols] = torch.where(hit, index + 3, obj[rows, cols])
+        obj[rows, cols] = torch.where(hit, ids, obj[rows, cols])
 
     labels = torch.tensor([FLOOR, CEILING, WALL] + [b.label for b in scene.boxes])[obj]
     material = torch.tensor(list(scene.room_materials) + [b.material for b in scene.boxes])[obj]
@@ -547,6 +558,28 @@ def visible_boxes(
         elif c0[i] < c1[i] and r0[i] < r1[i]:
             visible.append((i, (slice(r0[i], r1[i]), slice(c0[i], c1[i]))))
     return visible
+
+
+def batch_small_boxes(
+    visible: list[tuple[int, tuple[slice, slice]]], max_area: int = 4096
+) -> list[tuple[Tensor, tuple[slice, slice]]]:
+    """Merge runs of consecutive visible boxes (parts of one object: books on a shelf, legs)
+    while their common rectangle stays under ``max_area`` pixels, to test them in one go."""
+    groups: list[tuple[list[int], list[int]]] = []  # (box indices, [r0, r1, c0, c1])
+    for index, (rows, cols) in visible:
+        rect = [rows.start, rows.stop, cols.start, cols.stop]
+        if groups:
+            members, current = groups[-1]
+            merged = [min(current[0], rect[0]), max(current[1], rect[1]),
+                      min(current[2], rect[2]), max(current[3], rect[3])]  # fmt: skip
+            if (merged[1] - merged[0]) * (merged[3] - merged[2]) <= max_area:
+                members.append(index)
+                groups[-1] = (members, merged)
+                continue
+        groups.append(([index], rect))
+    return [
+        (torch.tensor(members), (slice(r[0], r[1]), slice(r[2], r[3]))) for members, r in groups
+    ]
 
 
 def shade(
