@@ -1,0 +1,85 @@
+"""Boundary maps as tensor operations on the training device, and class-balanced boundary BCE.
+
+A pixel is a *label boundary* when a pixel of another class lies within ``radius`` (Euclidean)
+of it; ignored pixels neither create boundaries nor are scored. A pixel is a *depth edge*
+when depth jumps by more than ``threshold`` (relative) between it and a 3×3 neighbour,
+dilated to ``radius``. Dilation by a disk is a max over max-pools with the rectangles whose
+union is the disk, so everything runs as a handful of pooling calls on any device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def disk_rectangles(radius: int) -> list[tuple[int, int]]:
+    """Half-sizes (dy, dx) of rectangles whose union is the digital disk of ``radius``."""
+    rectangles = []
+    for dy in range(radius + 1):
+        dx = math.isqrt(radius * radius - dy * dy)
+        rectangles.append((dy, dx))
+    return rectangles
+
+
+def dilate_max(x: Tensor, radius: int) -> Tensor:
+    """Max of ``x`` (B, C, H, W) over a disk of ``radius`` around each pixel (borders ignored)."""
+    if radius <= 0:
+        return x
+    out = None
+    for dy, dx in disk_rectangles(radius):
+        pooled = F.max_pool2d(
+            x, kernel_size=(2 * dy + 1, 2 * dx + 1), stride=1, padding=(dy, dx)
+        )
+        out = pooled if out is None else torch.maximum(out, pooled)
+    return out
+
+
+def boundary_from_labels(
+    labels: Tensor, radius: int = 2, ignore_index: int = 255
+) -> tuple[Tensor, Tensor]:
+    """Label boundaries. labels (B, H, W) integers → (boundary (B,1,H,W) float, valid (B,1,H,W))."""
+    labels = labels[:, None].float()
+    valid = labels != ignore_index
+    # ignored pixels: -1 for the max, +inf for the min, so they never make a class change
+    high = dilate_max(torch.where(valid, labels, -1.0), max(radius, 1))
+    low = -dilate_max(torch.where(valid, -labels, -math.inf), max(radius, 1))
+    boundary = (high > low) & torch.isfinite(low) & (high >= 0)
+    return boundary.float(), valid
+
+
+def boundary_from_depth(
+    depth: Tensor, threshold: float = 0.05, radius: int = 1, valid: Tensor | None = None
+) -> Tensor:
+    """Depth discontinuities: relative jump > ``threshold`` to a 3×3 neighbour, dilated.
+    depth (B, 1, H, W) metres → (B, 1, H, W) float in {0, 1}; invalid pixels (≤ 0, non-finite
+    or outside ``valid``) take part in no jump."""
+    ok = torch.isfinite(depth) & (depth > 0)
+    if valid is not None:
+        ok = ok & valid
+    log_depth = depth.clamp(min=1e-6).log()
+    high = dilate_max(torch.where(ok, log_depth, -math.inf), 1)
+    low = -dilate_max(torch.where(ok, -log_depth, -math.inf), 1)
+    jump = torch.where(ok, torch.maximum(high - log_depth, log_depth - low), 0.0)
+    edges = (jump > math.log1p(threshold)).float()
+    return dilate_max(edges, radius - 1) if radius > 1 else edges
+
+
+def balanced_bce(logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Class-balanced binary cross-entropy on boundary logits (B, 1, H, W).
+
+    Positives are weighted by the fraction of negatives and negatives by the fraction of
+    positives (over the valid pixels of the batch), so thin boundaries are not drowned out.
+    """
+    if valid is None:
+        valid = torch.ones_like(target, dtype=torch.bool)
+    valid = valid.float()
+    positives = (target * valid).sum()
+    total = valid.sum().clamp(min=1)
+    negatives = total - positives
+    weight = torch.where(target > 0.5, negatives / total, positives / total) * valid
+    loss = F.binary_cross_entropy_with_logits(logits.float(), target, weight, reduction="sum")
+    return loss / total
