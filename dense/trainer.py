@@ -29,6 +29,7 @@ from dense.evaluate import evaluate
 from dense.model import build_model
 from dense.progress import format_terms, metrics_table, training_progress
 from dense.visualize import image_grid, save_png, to_uint8
+from losses.structure import StructureLoss
 from losses.weighting import make_weighting
 
 CHECKPOINT = "last.pt"
@@ -62,6 +63,8 @@ class Trainer:
         self.val_set = build_dataset(config.data, config.data.val_split)
         self.tasks = build_tasks(config, data_info(self.train_set))
         self.model = build_model(config.model, self.tasks).to(self.device)
+        self.structure = build_structure_losses(self.tasks, config)
+        self.structure.to(self.device)
         self.weighting = make_weighting(
             config.weighting.method,
             {name: options.weight for name, options in config.tasks.items()},
@@ -147,6 +150,8 @@ class Trainer:
         task_losses: dict[str, Tensor] = {}
         for name, task in self.tasks.items():
             task_terms = task.loss(predictions[name], batch)
+            if name in self.structure:
+                task_terms |= self.structure[name](task.edges(predictions[name], batch))
             terms.update(task_terms)
             task_losses[name] = sum(task_terms.values())
         total, weights = self.weighting(task_losses)
@@ -273,6 +278,18 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def build_structure_losses(tasks: dict, config: Config) -> nn.ModuleDict:
+    """A StructureLoss for every task whose ``structure`` section switches a term on."""
+    losses = {}
+    for name, task in tasks.items():
+        options = config.tasks[name].structure
+        if StructureLoss.active(options):
+            if not task.has_edges():
+                raise DenseError(f"tasks.{name}.structure: task '{name}' exposes no edges")
+            losses[name] = StructureLoss(name, options)
+    return nn.ModuleDict(losses)
 
 
 def make_optimizer(model: nn.Module, weighting: nn.Module, config: Config) -> torch.optim.AdamW:

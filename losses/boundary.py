@@ -31,9 +31,7 @@ def dilate_max(x: Tensor, radius: int) -> Tensor:
         return x
     out = None
     for dy, dx in disk_rectangles(radius):
-        pooled = F.max_pool2d(
-            x, kernel_size=(2 * dy + 1, 2 * dx + 1), stride=1, padding=(dy, dx)
-        )
+        pooled = F.max_pool2d(x, kernel_size=(2 * dy + 1, 2 * dx + 1), stride=1, padding=(dy, dx))
         out = pooled if out is None else torch.maximum(out, pooled)
     return out
 
@@ -83,3 +81,24 @@ def balanced_bce(logits: Tensor, target: Tensor, valid: Tensor | None = None) ->
     weight = torch.where(target > 0.5, negatives / total, positives / total) * valid
     loss = F.binary_cross_entropy_with_logits(logits.float(), target, weight, reduction="sum")
     return loss / total
+
+
+def soft_label_edges(probabilities: Tensor, radius: int = 1) -> Tensor:
+    """Differentiable boundaries of soft class maps (B, C, H, W): the largest change of any
+    class probability within ``radius`` → (B, 1, H, W) in [0, 1]."""
+    high = dilate_max(probabilities, max(radius, 1))
+    low = -dilate_max(-probabilities, max(radius, 1))
+    return (high - low).amax(dim=1, keepdim=True)
+
+
+def soft_depth_edges(depth: Tensor, threshold: float = 0.05, radius: int = 1) -> Tensor:
+    """Differentiable depth edges (B, 1, H, W) in (0, 1): a sigmoid of the largest log-depth
+    jump to a 3×3 neighbour, centred on log(1 + threshold) — the soft version of
+    :func:`boundary_from_depth` with the same thickness."""
+    log_depth = depth.clamp(min=1e-6).log()
+    high = dilate_max(log_depth, 1)
+    low = -dilate_max(-log_depth, 1)
+    jump = torch.maximum(high - log_depth, log_depth - low)
+    centre = math.log1p(threshold)
+    edges = torch.sigmoid((jump - centre) * (4.0 / centre))
+    return dilate_max(edges, radius - 1) if radius > 1 else edges

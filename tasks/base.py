@@ -7,13 +7,14 @@ to this interface, so a new task is one class in one file, registered by name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 from dense.metrics import Metric
+from losses.structure import Edges, StructureConfig
 
 
 @dataclass
@@ -21,6 +22,7 @@ class TaskConfig:
     """Options every task has; a task's own ``Config`` dataclass extends this one."""
 
     weight: float = 1.0  # the task's loss weight under fixed weighting
+    structure: StructureConfig = field(default_factory=StructureConfig)  # edge losses
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,14 @@ class Task:
 
     def update_metric(self, metric: Metric, prediction: Tensor, batch: dict[str, Tensor]) -> None:
         metric.update(self.decode(prediction), batch[self.target_key])
+
+    def edges(self, prediction: Tensor, batch: dict[str, Tensor]) -> Edges:
+        """Predicted soft edges and target edges for the structure losses (optional)."""
+        raise NotImplementedError(f"task '{self.name}' exposes no edges")
+
+    @classmethod
+    def has_edges(cls) -> bool:
+        return cls.edges is not Task.edges
 
     def decode(self, prediction: Tensor) -> Tensor:
         """Raw head output → the task's output in its own units (labels, metres, ...)."""

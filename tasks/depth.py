@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dense.errors import DenseError
@@ -15,7 +16,9 @@ from dense.layers import ConvHead
 from dense.metrics import DepthMetrics, Metric
 from dense.registry import TASKS
 from dense.visualize import colorize_depth, save_png, save_png16
+from losses.boundary import boundary_from_depth, soft_depth_edges
 from losses.depth import log_l1_loss, silog_loss
+from losses.structure import Edges
 from tasks.base import DataInfo, Task, TaskConfig
 
 
@@ -25,6 +28,7 @@ class DepthConfig(TaskConfig):
     silog_lambda: float = 0.85
     min_depth: float = 0.1  # predictions lie in [min_depth, max_depth] metres
     max_depth: float = 10.0  # and ground truth outside (0, max_depth] is ignored
+    edge_threshold: float = 0.05  # relative depth jump that makes an edge (structure losses)
 
 
 class LogDepthHead(nn.Module):
@@ -67,6 +71,16 @@ class Depth(Task):
         else:
             value = log_l1_loss(prediction, target, valid)
         return {f"{self.name}/{self.config.loss}": value}
+
+    def edges(self, prediction: Tensor, batch: dict[str, Tensor]) -> Edges:
+        """Soft edges of the predicted depth against the ground truth's depth edges."""
+        target = batch[self.target_key]
+        valid = self.valid(target)
+        threshold, radius = self.config.edge_threshold, self.config.structure.radius
+        edges = boundary_from_depth(target, threshold, radius, valid)
+        # pixels next to invalid depth cannot be judged either way
+        judged = -F.max_pool2d(-valid.float(), 3, stride=1, padding=1) > 0
+        return Edges(soft_depth_edges(prediction.float(), threshold, radius), edges, judged)
 
     def metric(self) -> Metric:
         return DepthMetrics(min_depth=1e-3, max_depth=self.config.max_depth)

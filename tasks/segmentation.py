@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -13,6 +15,8 @@ from dense.layers import ConvHead
 from dense.metrics import ConfusionMatrix, Metric
 from dense.registry import TASKS
 from dense.visualize import colorize_labels, save_png
+from losses.boundary import boundary_from_labels, soft_label_edges
+from losses.structure import Edges
 from tasks.base import DataInfo, Task, TaskConfig
 
 
@@ -21,6 +25,25 @@ class SegmentationConfig(TaskConfig):
     num_classes: int = 0  # 0: as many as the dataset names
     ignore_index: int = -1  # -1: the dataset's ignore index
     label_smoothing: float = 0.0
+    boundary_head: bool = False  # a 1-channel boundary output (sigmoid) beside the classes
+    edge_source: Literal["head", "probs"] = "head"  # predicted edges: boundary head, or
+    # boundaries of the soft class probabilities
+    edge_attention: float = 0.0  # weight of CE on pixels the boundary head calls boundary
+
+
+class SegmentationHead(nn.Module):
+    """Class logits, plus one boundary logit channel appended when ``boundary`` is set."""
+
+    def __init__(self, channels: int, num_classes: int, boundary: bool) -> None:
+        super().__init__()
+        self.classes = ConvHead(channels, num_classes)
+        self.boundary = ConvHead(channels, 1) if boundary else None
+
+    def forward(self, pyramid: list[Tensor], size: tuple[int, int]) -> Tensor:
+        logits = self.classes(pyramid, size)
+        if self.boundary is None:
+            return logits
+        return torch.cat([logits, self.boundary(pyramid, size)], dim=1)  # (B, K + 1, H, W)
 
 
 @TASKS.register("segmentation")
@@ -39,27 +62,51 @@ class Segmentation(Task):
         self.ignore_index = data.ignore_index if config.ignore_index < 0 else config.ignore_index
         names = data.class_names
         self.class_names = names if len(names) == self.num_classes else ()
+        needs_head = config.edge_source == "head" and config.structure.inverseform > 0
+        if (needs_head or config.edge_attention > 0) and not config.boundary_head:
+            raise DenseError(
+                f"tasks.{name}: edge_source='head' and edge_attention need boundary_head = true"
+            )
 
     def head(self, channels: int) -> nn.Module:
-        return ConvHead(channels, self.num_classes)
+        return SegmentationHead(channels, self.num_classes, self.config.boundary_head)
 
-    def loss(self, prediction: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        target = batch[self.target_key].long()
-        ce = F.cross_entropy(
-            prediction.float(),
+    def cross_entropy(self, logits: Tensor, target: Tensor) -> Tensor:
+        if not (target != self.ignore_index).any():  # cross_entropy gives NaN on no pixel
+            return logits.sum() * 0.0
+        return F.cross_entropy(
+            logits.float(),
             target,
             ignore_index=self.ignore_index,
             label_smoothing=self.config.label_smoothing,
         )
-        if not (target != self.ignore_index).any():  # cross_entropy gives NaN on no pixel
-            ce = prediction.sum() * 0.0
-        return {f"{self.name}/ce": ce}
+
+    def loss(self, prediction: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        target = batch[self.target_key].long()
+        logits = prediction[:, : self.num_classes]
+        terms = {f"{self.name}/ce": self.cross_entropy(logits, target)}
+        if self.config.edge_attention > 0:
+            # Gated-SCNN's term: CE only where the boundary head is confident (p > 0.8)
+            on_edge = torch.sigmoid(prediction[:, self.num_classes]) > 0.8
+            focused = torch.where(on_edge, target, self.ignore_index)
+            attention = self.cross_entropy(logits, focused)
+            terms[f"{self.name}/edge_attention"] = self.config.edge_attention * attention
+        return terms
+
+    def edges(self, prediction: Tensor, batch: dict[str, Tensor]) -> Edges:
+        radius = self.config.structure.radius
+        target, valid = boundary_from_labels(batch[self.target_key], radius, self.ignore_index)
+        if self.config.edge_source == "head":
+            logits = prediction[:, self.num_classes :].float()
+            return Edges(torch.sigmoid(logits), target, valid, logits)
+        probabilities = torch.softmax(prediction[:, : self.num_classes].float(), dim=1)
+        return Edges(soft_label_edges(probabilities, radius), target, valid)
 
     def metric(self) -> Metric:
         return ConfusionMatrix(self.num_classes, self.ignore_index, self.class_names)
 
     def decode(self, prediction: Tensor) -> Tensor:
-        return prediction.argmax(dim=1, keepdim=True)  # (B, 1, H, W)
+        return prediction[:, : self.num_classes].argmax(dim=1, keepdim=True)  # (B, 1, H, W)
 
     def render(self, value: Tensor) -> Tensor:
         return colorize_labels(value, self.num_classes, self.ignore_index)
