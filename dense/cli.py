@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(handler=run_predict)
 
+    fit = commands.add_parser(
+        "fit-inverseform", help="train the inverse-transformation network on GT boundaries"
+    )
+    fit.add_argument("config", nargs="?", help="TOML file of fit options (optional)")
+    fit.add_argument("overrides", nargs="*", help="key=value fit options")
+    fit.set_defaults(handler=run_fit_inverseform)
+
     info = commands.add_parser("info", help="list tasks, datasets and encoders")
     info.add_argument("--encoders", default="resnet*", help="glob filter for timm encoders")
     info.set_defaults(handler=run_info)
@@ -107,6 +114,26 @@ def run_predict(args: argparse.Namespace, console: Console) -> int:
     size = tuple(args.size) if args.size else None
     written = predict_files(trained, paths, Path(args.out), size)
     console.print(f"{len(paths)} image(s) → {len(written)} file(s) in {args.out}")
+    return 0
+
+
+def run_fit_inverseform(args: argparse.Namespace, console: Console) -> int:
+    from dense.inverseform_fit import fit_inverse_net, load_fit_config
+
+    config_file = args.config
+    overrides = list(args.overrides)
+    if config_file and "=" in config_file:  # only overrides were given
+        overrides.insert(0, config_file)
+        config_file = None
+    config = load_fit_config(config_file, overrides)
+    report = fit_inverse_net(config, console)
+    names = {4: "sx sy tx ty", 6: "a11 a12 tx a21 a22 ty", 8: "h11..h32"}[config.parameters]
+    errors = " ".join(f"{e:.4f}" for e in report["mae_per_parameter"])
+    console.print(f"held-out mean abs error ({names}): {errors}")
+    console.print(
+        f"held-out Spearman(distance, magnitude): {report['spearman_distance_vs_magnitude']:.3f}"
+    )
+    console.print(f"saved {config.out}")
     return 0
 
 

@@ -102,15 +102,24 @@ def params_to_matrix(params: Tensor, parameters: int) -> Tensor:
     return eye + F.pad(params, (0, 1)).reshape(n, 3, 3)
 
 
-def warp(maps: Tensor, matrix: Tensor) -> Tensor:
-    """Warp (N, C, H, W) maps: output pixel x samples the input at ``matrix @ x``
-    (normalised coordinates; affine_grid builds the grid, homographies add the division)."""
+def warp(
+    maps: Tensor, matrix: Tensor, size: tuple[int, int] | None = None, extent: float = 1.0
+) -> Tensor:
+    """Warp (N, C, H, W) maps with (N, 3, 3) transformations in normalised coordinates.
+
+    Output pixel x (normalised over an output of ``size``, default the input's) samples the
+    input at ``matrix @ x``. ``extent`` says how far the input reaches in output units: 2
+    means the input is twice the output's size and centred on it, so a warped tile is filled
+    with real content instead of zeros. affine_grid builds the grid; homographies add the
+    projective division; grid_sample reads the maps.
+    """
     n, c, h, w = maps.shape
+    size = size or (h, w)
     identity = torch.eye(2, 3, dtype=maps.dtype, device=maps.device).expand(n, 2, 3)
-    base = F.affine_grid(identity, [n, c, h, w], align_corners=False)  # (N, H, W, 2)
+    base = F.affine_grid(identity, [n, c, *size], align_corners=False)  # (N, h, w, 2)
     points = F.pad(base, (0, 1), value=1.0)  # homogeneous (x, y, 1)
     mapped = points @ matrix.to(maps.dtype).transpose(1, 2)[:, None]
-    grid = mapped[..., :2] / mapped[..., 2:3].clamp(min=1e-6)
+    grid = mapped[..., :2] / mapped[..., 2:3].clamp(min=1e-6) / extent
     return F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -138,7 +147,7 @@ class InverseNet(nn.Module):
         super().__init__()
         if parameters not in PARAMETER_COUNTS:
             raise ValueError(f"parameters must be one of {PARAMETER_COUNTS}")
-        self.kind, self.tile, self.parameters = kind, tile, parameters
+        self.kind, self.tile, self.num_params = kind, tile, parameters
         self.hidden, self.channels = tuple(hidden), tuple(channels)
         self.register_buffer("param_scale", torch.ones(parameters))
         if kind == "mlp":
@@ -170,7 +179,7 @@ class InverseNet(nn.Module):
         return {
             "kind": self.kind,
             "tile": self.tile,
-            "parameters": self.parameters,
+            "parameters": self.num_params,
             "hidden": list(self.hidden),
             "channels": list(self.channels),
         }
@@ -247,7 +256,7 @@ class InverseFormLoss(nn.Module):
         resize: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
-        if distance == "geodesic" and net.parameters != 8:
+        if distance == "geodesic" and net.num_params != 8:
             raise ValueError("the geodesic distance is defined for 8-parameter homographies")
         self.net = net.eval().requires_grad_(False)
         self.distance = distance
