@@ -179,7 +179,7 @@ def heldout_report(net: InverseNet, sampler: TileSampler, samples: int) -> dict:
 
 
 def fit_inverse_net(config: FitConfig, console: Console | None = None) -> dict:
-    """Train, report on held-out maps, save ``config.out`` (+ a .json report). Returns the report."""
+    """Train, report on held-out maps, save ``config.out`` and a .json report; return it."""
     console = console or Console()
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
@@ -195,8 +195,9 @@ def fit_inverse_net(config: FitConfig, console: Console | None = None) -> dict:
         boundaries[split:], config, torch.Generator().manual_seed(config.seed + 1)
     )
 
-    net = InverseNet(config.kind, config.tile, config.parameters, tuple(config.hidden),
-                     tuple(config.channels))  # fmt: skip
+    net = InverseNet(
+        config.kind, config.tile, config.parameters, tuple(config.hidden), tuple(config.channels)
+    )
     spread = matrix_to_params(
         sample_transforms(
             20000, config.parameters, config.ranges, torch.Generator().manual_seed(0)

@@ -199,10 +199,13 @@ def official_inverse_net(state_dict: dict[str, Tensor]) -> InverseNet:
     """The public release's network: MLP 2·224·224 → 1000 → 32 → 4, keys fc.0/fc.2/fc.4.
     Its outputs are already normalised, so ``param_scale`` stays 1."""
     state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    first = state_dict["fc.0.weight"]
-    tile = math.isqrt(first.shape[1] // 2)
-    hidden = (first.shape[0], state_dict["fc.2.weight"].shape[0])
-    net = InverseNet("mlp", tile, state_dict["fc.4.weight"].shape[0], hidden)
+    try:
+        first = state_dict["fc.0.weight"]
+        hidden = (first.shape[0], state_dict["fc.2.weight"].shape[0])
+        outputs = state_dict["fc.4.weight"].shape[0]
+    except (KeyError, AttributeError, IndexError):
+        raise ValueError("not the official layout (fc.0, fc.2, fc.4 linear layers)") from None
+    net = InverseNet("mlp", math.isqrt(first.shape[1] // 2), outputs, hidden)
     missing, unexpected = net.load_state_dict(state_dict, strict=False)
     if unexpected or [key for key in missing if key != "param_scale"]:
         raise ValueError(f"not the official layout: missing {missing}, unexpected {unexpected}")
