@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dense.boundary_metrics import DepthBoundaryErrors, MetricGroup
 from dense.errors import DenseError
 from dense.layers import ConvHead
 from dense.metrics import DepthMetrics, Metric
@@ -83,7 +84,10 @@ class Depth(Task):
         return Edges(soft_depth_edges(prediction.float(), threshold, radius), edges, judged)
 
     def metric(self) -> Metric:
-        return DepthMetrics(min_depth=1e-3, max_depth=self.config.max_depth)
+        return MetricGroup(
+            DepthMetrics(min_depth=1e-3, max_depth=self.config.max_depth),
+            DepthBoundaryErrors(self.config.edge_threshold, max_depth=self.config.max_depth),
+        )
 
     def render(self, value: Tensor) -> Tensor:
         return colorize_depth(value, self.config.min_depth, self.config.max_depth)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dense.boundary_metrics import BoundaryScores, MetricGroup
 from dense.errors import DenseError
 from dense.layers import ConvHead
 from dense.metrics import ConfusionMatrix, Metric
@@ -29,6 +30,7 @@ class SegmentationConfig(TaskConfig):
     edge_source: Literal["head", "probs"] = "head"  # predicted edges: boundary head, or
     # boundaries of the soft class probabilities
     edge_attention: float = 0.0  # weight of CE on pixels the boundary head calls boundary
+    boundary_tolerances: list[int] = field(default_factory=lambda: [1, 3, 5])  # F-score, px
 
 
 class SegmentationHead(nn.Module):
@@ -103,7 +105,12 @@ class Segmentation(Task):
         return Edges(soft_label_edges(probabilities, radius), target, valid)
 
     def metric(self) -> Metric:
-        return ConfusionMatrix(self.num_classes, self.ignore_index, self.class_names)
+        return MetricGroup(
+            ConfusionMatrix(self.num_classes, self.ignore_index, self.class_names),
+            BoundaryScores(
+                self.num_classes, self.ignore_index, tuple(self.config.boundary_tolerances)
+            ),
+        )
 
     def decode(self, prediction: Tensor) -> Tensor:
         return prediction[:, : self.num_classes].argmax(dim=1, keepdim=True)  # (B, 1, H, W)

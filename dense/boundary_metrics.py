@@ -1,0 +1,194 @@
+"""Boundary-quality metrics, streaming and reducible like the others.
+
+- ``BoundaryScores`` (segmentation): boundary F-score per class at pixel tolerances
+  (Gated-SCNN / InverseForm evaluation) and boundary IoU (Cheng et al. 2021).
+- ``DepthBoundaryErrors`` (depth): ε_acc and ε_comp (Koch et al. 2018) on depth edges.
+
+Distances to the nearest boundary pixel are Euclidean on the pixel grid, truncated, and come
+from disk dilations, so everything runs as pooling on the evaluation device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from dense.metrics import Metric
+from losses.boundary import boundary_from_depth, boundary_from_labels, dilate_max
+
+
+def truncated_distance(edges: Tensor, limit: int) -> Tensor:
+    """Distance (B, C, H, W) from each pixel to the nearest nonzero pixel of ``edges`` in the
+    same channel, in whole pixels, capped at ``limit`` (also where there is no edge)."""
+    distance = torch.full(edges.shape, float(limit), device=edges.device)
+    edges = edges.float()
+    for radius in range(limit - 1, -1, -1):
+        distance = torch.where(dilate_max(edges, radius) > 0, float(radius), distance)
+    return distance
+
+
+def class_boundaries(labels: Tensor, num_classes: int, ignore_index: int) -> Tensor:
+    """(B, K, H, W) bool: the one-pixel inner boundary of each class's region."""
+    boundary, valid = boundary_from_labels(labels, radius=1, ignore_index=ignore_index)
+    classes = torch.arange(num_classes, device=labels.device)[None, :, None, None]
+    return (boundary > 0) & valid & (labels[:, None] == classes)
+
+
+class BoundaryScores(Metric):
+    """Mean boundary F-score over classes at each tolerance, and mean boundary IoU.
+
+    Classes without a boundary pixel in either ground truth or prediction are left out.
+    Boundary IoU compares, per class, the parts of the two masks within ``d`` pixels of their
+    contours, ``d`` = ``iou_ratio`` × the image diagonal.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_index: int,
+        tolerances: tuple[int, ...] = (1, 3, 5),
+        iou_ratio: float = 0.02,
+    ) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.tolerances = tuple(tolerances)
+        self.iou_ratio = iou_ratio
+        self.reset()
+
+    def reset(self) -> None:
+        shape = (len(self.tolerances), 4, self.num_classes)  # matched/total pred, matched/total GT
+        self.state = {
+            "f_counts": torch.zeros(shape, dtype=torch.float64),
+            "iou_counts": torch.zeros(2, self.num_classes, dtype=torch.float64),
+        }
+
+    def update(self, prediction: Tensor, target: Tensor) -> None:
+        target = target.reshape(-1, *target.shape[-2:]).long()
+        prediction = prediction.reshape(target.shape).long()
+        valid = target != self.ignore_index
+        prediction = torch.where(valid, prediction, self.ignore_index)
+        k = self.num_classes
+        predicted_edges = class_boundaries(prediction, k, self.ignore_index)
+        target_edges = class_boundaries(target, k, self.ignore_index)
+        limit = max(self.tolerances) + 1
+        to_target = truncated_distance(target_edges, limit)
+        to_predicted = truncated_distance(predicted_edges, limit)
+        for i, tolerance in enumerate(self.tolerances):
+            counts = torch.stack(
+                [
+                    (predicted_edges & (to_target <= tolerance)).sum(dim=(0, 2, 3)),
+                    predicted_edges.sum(dim=(0, 2, 3)),
+                    (target_edges & (to_predicted <= tolerance)).sum(dim=(0, 2, 3)),
+                    target_edges.sum(dim=(0, 2, 3)),
+                ]
+            )
+            self.state["f_counts"][i] += counts.double().cpu()
+        height, width = target.shape[-2:]
+        band = max(1, round(self.iou_ratio * math.hypot(height, width)))
+        classes = torch.arange(k, device=target.device)[None, :, None, None]
+        inner_target = contour_band((target[:, None] == classes) & valid[:, None], band)
+        inner_predicted = contour_band((prediction[:, None] == classes) & valid[:, None], band)
+        self.state["iou_counts"] += (
+            torch.stack(
+                [
+                    (inner_target & inner_predicted).sum(dim=(0, 2, 3)),
+                    (inner_target | inner_predicted).sum(dim=(0, 2, 3)),
+                ]
+            )
+            .double()
+            .cpu()
+        )
+
+    def compute(self) -> dict[str, float]:
+        results = {}
+        for i, tolerance in enumerate(self.tolerances):
+            matched_p, total_p, matched_g, total_g = self.state["f_counts"][i]
+            present = (total_p + total_g) > 0
+            precision = matched_p / total_p.clamp(min=1)
+            recall = matched_g / total_g.clamp(min=1)
+            f = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+            results[f"bf{tolerance}"] = f[present].mean().item() if present.any() else 0.0
+        intersection, union = self.state["iou_counts"]
+        present = union > 0
+        iou = intersection / union.clamp(min=1)
+        results["boundary_iou"] = iou[present].mean().item() if present.any() else 0.0
+        return results
+
+
+def contour_band(masks: Tensor, width: int) -> Tensor:
+    """Pixels of each mask within ``width`` of its contour (the image border is no contour)."""
+    outside = (~masks).float()
+    near_outside = dilate_max(outside, width) > 0
+    return masks & near_outside
+
+
+class DepthBoundaryErrors(Metric):
+    """ε_acc: mean distance from predicted depth edges to the nearest GT edge; ε_comp: from GT
+    edges to the nearest predicted edge; both in pixels, truncated at ``limit``. Edges are
+    relative depth jumps above ``threshold`` (:func:`boundary_from_depth`) on valid pixels."""
+
+    def __init__(self, threshold: float = 0.05, limit: int = 10, max_depth: float = 10.0):
+        self.threshold, self.limit, self.max_depth = threshold, limit, max_depth
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = {"sums": torch.zeros(4, dtype=torch.float64)}
+
+    def update(self, prediction: Tensor, target: Tensor) -> None:
+        target = target.reshape(-1, 1, *target.shape[-2:]).float()
+        prediction = prediction.reshape(target.shape).float()
+        valid = torch.isfinite(target) & (target > 0) & (target <= self.max_depth)
+        target_edges = boundary_from_depth(target, self.threshold, 1, valid) > 0
+        predicted_edges = (boundary_from_depth(prediction, self.threshold, 1, valid) > 0) & valid
+        to_target = truncated_distance(target_edges, self.limit)
+        to_predicted = truncated_distance(predicted_edges, self.limit)
+        self.state["sums"] += (
+            torch.stack(
+                [
+                    to_target[predicted_edges].sum(),
+                    predicted_edges.sum(),
+                    to_predicted[target_edges].sum(),
+                    target_edges.sum(),
+                ]
+            )
+            .double()
+            .cpu()
+        )
+
+    def compute(self) -> dict[str, float]:
+        acc, predicted, comp, target = self.state["sums"].tolist()
+        return {
+            "eps_acc": acc / predicted if predicted else float(self.limit),
+            "eps_comp": comp / target if target else 0.0,
+        }
+
+
+class MetricGroup(Metric):
+    """Several metrics fed the same (prediction, target); their results merged."""
+
+    def __init__(self, *metrics: Metric) -> None:
+        self.metrics = metrics
+        self.state = {}
+        for index, metric in enumerate(metrics):
+            self.state |= {f"{index}/{key}": value for key, value in metric.state.items()}
+
+    def reset(self) -> None:
+        for metric in self.metrics:
+            metric.reset()
+        self.__init__(*self.metrics)
+
+    def update(self, prediction: Tensor, target: Tensor) -> None:
+        for metric in self.metrics:
+            metric.update(prediction, target)
+
+    def reduce(self) -> None:
+        for metric in self.metrics:
+            metric.reduce()
+
+    def compute(self) -> dict[str, float]:
+        results: dict[str, float] = {}
+        for metric in self.metrics:
+            results |= metric.compute()
+        return results

@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from dense.boundary_metrics import BoundaryScores, DepthBoundaryErrors, truncated_distance
+
+
+def halves(change_at: int, height: int = 8, width: int = 12) -> torch.Tensor:
+    labels = torch.zeros(1, height, width, dtype=torch.long)
+    labels[..., change_at:] = 1
+    return labels
+
+
+def test_truncated_distance():
+    edges = torch.zeros(1, 1, 1, 9, dtype=torch.bool)
+    edges[..., 2] = True
+    assert truncated_distance(edges, 4)[0, 0, 0].tolist() == [2, 1, 0, 1, 2, 3, 4, 4, 4]
+
+
+def test_boundary_f_score_by_hand():
+    metric = BoundaryScores(num_classes=2, ignore_index=255, tolerances=(1, 2, 3))
+    metric.update(halves(7), halves(5))  # every predicted boundary pixel is 2 px off
+    result = metric.compute()
+    assert result["bf1"] == 0.0
+    assert result["bf2"] == pytest.approx(1.0)
+    assert result["bf3"] == pytest.approx(1.0)
+    assert result["boundary_iou"] == 0.0  # 1-pixel bands, 2 pixels apart
+
+    perfect = BoundaryScores(num_classes=2, ignore_index=255, tolerances=(1,))
+    perfect.update(halves(5), halves(5))
+    assert perfect.compute() == {"bf1": pytest.approx(1.0), "boundary_iou": pytest.approx(1.0)}
+
+
+def test_boundary_iou_by_hand():
+    """8×40 image, change at column 20, band width round(0.1·√(8²+40²)) = 4: class 0's GT
+    band is columns 16–19, predicted (change at 21) 17–20: IoU 3/5; class 1 likewise."""
+    metric = BoundaryScores(num_classes=2, ignore_index=255, tolerances=(1,), iou_ratio=0.1)
+    metric.update(halves(21, 8, 40), halves(20, 8, 40))
+    assert metric.compute()["boundary_iou"] == pytest.approx(0.6)
+
+
+def test_depth_boundary_errors_by_hand():
+    target = torch.full((1, 1, 6, 16), 2.0)
+    target[..., 6:] = 4.0  # GT edges at columns 5 and 6
+    prediction = torch.full((1, 1, 6, 16), 2.0)
+    prediction[..., 8:] = 4.0  # predicted edges at columns 7 and 8
+    metric = DepthBoundaryErrors(threshold=0.05, limit=10)
+    metric.update(prediction, target)
+    result = metric.compute()
+    assert result["eps_acc"] == pytest.approx((1 + 2) / 2)
+    assert result["eps_comp"] == pytest.approx((2 + 1) / 2)
+    exact = DepthBoundaryErrors()
+    exact.update(target, target)
+    assert exact.compute() == {"eps_acc": 0.0, "eps_comp": 0.0}
