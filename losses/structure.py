@@ -22,7 +22,7 @@ from losses.inverseform import InverseFormLoss, InverseNet
 class StructureConfig:
     boundary_bce: float = 0.0  # weight of class-balanced BCE between predicted and target edges
     inverseform: float = 0.0  # weight of the InverseForm term
-    network: str = ""  # inverse network: a `dense fit-inverseform` output or the official .pth
+    network: str = ""  # a `dense fit-inverseform` file, the official .pth, or "nyu13" (bundled)
     distance: Literal["euclidean", "geodesic"] = "euclidean"
     resize: list[int] = field(default_factory=list)  # [H, W] before tiling; [] keeps the size
     radius: int = 2  # thickness of target boundaries, pixels
@@ -38,7 +38,12 @@ class Edges:
     logits: Tensor | None = None  # pre-sigmoid edge logits, when the task has an edge head
 
 
+BUNDLED_NETWORKS = {"nyu13": str(Path(__file__).parent / "data" / "inverse_net_nyu13_conv4.pt")}
+
+
 def load_inverse_net(path: str) -> InverseNet:
+    """Load a fitted inverse network: a file, or the name of a bundled one (``"nyu13"``)."""
+    path = BUNDLED_NETWORKS.get(path, path)
     if not path:
         raise DenseError(
             "structure.inverseform > 0 needs structure.network (an inverse network file)"

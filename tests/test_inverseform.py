@@ -108,3 +108,34 @@ def test_unusable_network_files_are_clear_errors(tmp_path):
     bad.write_text("nope")
     with pytest.raises(DenseError, match="not an inverse network"):
         load_inverse_net(str(bad))
+
+
+def shifted(maps: torch.Tensor, pixels: int) -> torch.Tensor:
+    return torch.roll(maps, shifts=pixels, dims=-1)
+
+
+def test_bundled_fitted_network_measures_misalignment():
+    """On the shipped network: about 0 for identical maps, growing with a known shift,
+    rotation or scale of real-looking boundaries (synthetic rooms, unseen while fitting),
+    within the range it was fitted on (tile content moving up to ~5 px)."""
+    from datasets.synthetic import SyntheticConfig, SyntheticRooms
+    from losses.boundary import boundary_from_labels
+
+    dataset = SyntheticRooms("val", SyntheticConfig(height=192, width=256))
+    labels = torch.stack([dataset[i]["segmentation"] for i in range(6)])
+    target, _ = boundary_from_labels(labels, radius=2)
+    loss = InverseFormLoss(load_inverse_net("nyu13"))
+    with torch.no_grad():
+        same = loss(target, target).item()
+        shifts = [loss(shifted(target, s), target).item() for s in (2, 4, 8)]
+        matrices = []
+        for angle, scale in ((0.5, 1.0), (2, 1.0), (0, 1.01), (0, 1.04)):
+            m = torch.eye(3)
+            a = math.radians(angle)
+            m[:2, :2] = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+            matrices.append(m * torch.tensor([[scale], [scale], [1.0]]))
+        warped = [loss(warp(target, m.expand(6, 3, 3)), target).item() for m in matrices]
+    assert same < 0.5 * shifts[0]
+    assert shifts[0] < shifts[1] < shifts[2]
+    assert same < warped[0] < warped[1]  # rotation 0.5° < 2°
+    assert same < warped[2] < warped[3]  # scale 1 % < 4 %

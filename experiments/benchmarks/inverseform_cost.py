@@ -1,0 +1,170 @@
+"""What InverseForm costs.
+
+1. Loss forward + backward on the same (B, 1, H, W) boundary maps: this project's loss (the
+   default convolutional network, einops tiling at the maps' own size) against the public
+   release's recipe (resize to 672×1344, 18 tiles of 224² built by repeated torch.cat, the
+   official 2·224·224 → 1000 → 32 → 4 MLP), plus the official MLP behind this project's
+   tiling, to separate the two effects.
+2. Parameters and FLOPs per tile of the inverse networks, with their held-out accuracy on real
+   NYU boundaries when `dense fit-inverseform` reports are given.
+3. Training-step time of the default experiment with InverseForm on ÷ off (target ≤ 1.10).
+
+    python experiments/benchmarks/inverseform_cost.py [--reports runs/inverseform/*.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from torch import nn
+
+from dense import distributed
+from dense.config import load_config
+from dense.trainer import Trainer
+from losses.inverseform import InverseFormLoss, InverseNet
+from losses.structure import BUNDLED_NETWORKS, load_inverse_net
+
+
+def release_loss(net: InverseNet, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The release's InverseTransform2D tiling: resize, then tiles by repeated concatenation."""
+    predicted = F.interpolate(predicted, size=(672, 1344), mode="bilinear")
+    target = F.interpolate(target, size=(672, 1344), mode="bilinear")
+    size = 224
+    tiles_p, tiles_t = predicted[:, :, :size, :size], target[:, :, :size, :size]
+    for i in range(3):
+        for j in range(6):
+            if i + j:
+                rows, cols = slice(size * i, size * (i + 1)), slice(size * j, size * (j + 1))
+                tiles_p = torch.cat((tiles_p, predicted[:, :, rows, cols]), dim=0)
+                tiles_t = torch.cat((tiles_t, target[:, :, rows, cols]), dim=0)
+    return net(tiles_p, tiles_t).norm(dim=1).mean()
+
+
+def timed(function, repeats: int) -> float:
+    function()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def forward_backward(loss_fn, predicted, target):
+    def run():
+        predicted.grad = None
+        loss_fn(predicted, target).backward()
+
+    return run
+
+
+def flops_per_tile(net: InverseNet) -> int:
+    """Multiply-adds ×2 of the linear and conv layers for one tile pair."""
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Linear):
+            total += 2 * module.in_features * module.out_features
+        elif isinstance(module, nn.Conv2d):
+            kernel = module.kernel_size[0] * module.kernel_size[1] * module.in_channels
+            total += 2 * kernel * output.shape[1] * output.shape[2] * output.shape[3]
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if m is not net]
+    with torch.no_grad():
+        net(torch.zeros(1, 1, net.tile, net.tile), torch.zeros(1, 1, net.tile, net.tile))
+    for handle in handles:
+        handle.remove()
+    return total
+
+
+def step_time(overrides: list[str], steps: int) -> float:
+    config = load_config("experiments/synthetic_joint.toml", ["data.num_workers=0", *overrides])
+    context = distributed.Context(0, 1, 0, torch.device("cpu"))
+    trainer = Trainer(config, context, Console(quiet=True))
+    from dense.data import train_loader, to_device
+
+    batches = iter(train_loader(trainer.train_set, config.data, 0, 0, context))
+    data = [to_device(next(batches), context.device) for _ in range(steps + 3)]
+    for batch in data[:3]:
+        trainer.train_step(batch)
+    start = time.perf_counter()
+    for batch in data[3:]:
+        trainer.train_step(batch)
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, nargs=2, default=(120, 160))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--reports", nargs="*", default=[], help="fit-inverseform .json reports")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    predicted = torch.rand(args.batch, 1, *args.size, requires_grad=True)
+    target = (torch.rand(args.batch, 1, *args.size) > 0.9).float()
+    official = InverseNet("mlp", 224, 4, (1000, 32)).eval().requires_grad_(False)
+    ours = load_inverse_net(BUNDLED_NETWORKS["nyu13"])
+    t_release = timed(
+        forward_backward(lambda p, t: release_loss(official, p, t), predicted, target), args.repeats
+    )
+    t_official = timed(
+        forward_backward(InverseFormLoss(official, resize=(672, 1344)), predicted, target),
+        args.repeats,
+    )
+    t_ours = timed(forward_backward(InverseFormLoss(ours), predicted, target), args.repeats)
+    print(
+        f"1. InverseForm loss forward+backward, batch {args.batch} at {args.size[0]}x{args.size[1]}"
+    )
+    print(f"   release recipe (cat tiles, official MLP)   {1000 * t_release:9.1f} ms")
+    print(
+        f"   einops tiles + official MLP, same resize  {1000 * t_official:9.1f} ms  ({t_release / t_official:.2f}x)"
+    )
+    print(
+        f"   this project's default (conv, own size)   {1000 * t_ours:9.1f} ms  ({t_release / t_ours:.1f}x faster)"
+    )
+
+    print("2. inverse networks")
+    for name, net in (("official MLP 224", official), ("default conv 64", ours)):
+        params = sum(p.numel() for p in net.parameters())
+        tiles = -(-args.size[0] // net.tile) * -(-args.size[1] // net.tile)
+        if net is official:
+            tiles = 18
+        print(
+            f"   {name:18s} {params / 1e6:8.2f} M parameters  {flops_per_tile(net) / 1e6:9.1f} MFLOP/tile  "
+            f"{tiles:3d} tiles/map"
+        )
+    for report in args.reports:
+        values = json.loads(Path(report).read_text())
+        mae = " ".join(f"{v:.4f}" for v in values["mae_per_parameter"])
+        print(
+            f"   held-out {Path(report).stem:12s} MAE {mae}  Spearman {values['spearman_distance_vs_magnitude']:.3f}"
+        )
+
+    structure = ["tasks.segmentation.boundary_head=true"]
+    for task in ("segmentation", "depth"):
+        structure += [
+            f"tasks.{task}.structure.inverseform=0.3",
+            f"tasks.{task}.structure.network='nyu13'",
+        ]
+    off = step_time(["tasks.segmentation.boundary_head=true"], args.steps)
+    on = step_time(structure, args.steps)
+    print(f"3. training step, default experiment ({args.steps} steps, 2 threads)")
+    print(
+        f"   InverseForm off {1000 * off:7.1f} ms   on {1000 * on:7.1f} ms   ratio {on / off:.3f}"
+        f"   (target <= 1.10: {'met' if on / off <= 1.10 else 'MISSED'})"
+    )
+
+
+if __name__ == "__main__":
+    main()
