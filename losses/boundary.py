@@ -1,10 +1,11 @@
 """Boundary maps as tensor operations on the training device, and class-balanced boundary BCE.
 
 A pixel is a *label boundary* when a pixel of another class lies within ``radius`` (Euclidean)
-of it; ignored pixels neither create boundaries nor are scored. A pixel is a *depth edge*
-when depth jumps by more than ``threshold`` (relative) between it and a 3×3 neighbour,
-dilated to ``radius``. Dilation by a disk is a max over max-pools with the rectangles whose
-union is the disk, so everything runs as a handful of pooling calls on any device.
+of it; ignored pixels neither create boundaries nor are scored; the image border is not a
+boundary. A pixel is a *depth edge* when depth jumps by more than ``threshold`` (relative)
+between it and a 3×3 neighbour, dilated to ``radius``. Dilation by a disk is a max over
+max-pools with the rectangles whose union is the disk. Everything is tensor operations that
+run on the training device.
 """
 
 from __future__ import annotations
@@ -26,9 +27,25 @@ def disk_rectangles(radius: int) -> list[tuple[int, int]]:
 
 
 def dilate_max(x: Tensor, radius: int) -> Tensor:
-    """Max of ``x`` (B, C, H, W) over a disk of ``radius`` around each pixel (borders ignored)."""
+    """Max of ``x`` (B, C, H, W) over a disk of ``radius`` around each pixel (borders ignored).
+
+    Small disks take the max over shifted views of a padded copy (a few cheap elementwise
+    maxima, also in the backward pass); larger ones max-pool with the rectangles whose union
+    is the disk.
+    """
     if radius <= 0:
         return x
+    if radius <= 2:
+        height, width = x.shape[-2:]
+        padded = F.pad(x, (radius,) * 4, value=-math.inf)
+        out = x
+        for dy, dx in half_disk(radius):
+            for sy, sx in ((dy, dx), (-dy, -dx)):
+                shifted = padded[
+                    ..., radius + sy : radius + sy + height, radius + sx : radius + sx + width
+                ]
+                out = torch.maximum(out, shifted)
+        return out
     out = None
     for dy, dx in disk_rectangles(radius):
         pooled = F.max_pool2d(x, kernel_size=(2 * dy + 1, 2 * dx + 1), stride=1, padding=(dy, dx))
@@ -36,17 +53,39 @@ def dilate_max(x: Tensor, radius: int) -> Tensor:
     return out
 
 
+def half_disk(radius: int) -> list[tuple[int, int]]:
+    """Offsets (dy, dx) of one half of the digital disk of ``radius`` (the other half is their
+    negation), without the centre."""
+    return [
+        (dy, dx)
+        for dy in range(0, radius + 1)
+        for dx in range(-radius, radius + 1)
+        if (dy > 0 or dx > 0) and dy * dy + dx * dx <= radius * radius
+    ]
+
+
 def boundary_from_labels(
     labels: Tensor, radius: int = 2, ignore_index: int = 255
 ) -> tuple[Tensor, Tensor]:
-    """Label boundaries. labels (B, H, W) integers → (boundary (B,1,H,W) float, valid (B,1,H,W))."""
-    labels = labels[:, None].float()
+    """Label boundaries. labels (B, H, W) integers → (boundary (B,1,H,W) float, valid (B,1,H,W)).
+
+    For each offset of half the disk, the pixel pairs (p, p + offset) with different valid
+    labels mark both p and p + offset; the other half of the disk is the same pairs seen from
+    the other end. Small integer comparisons on shifted views: no pooling, no copies.
+    """
+    labels = labels.to(torch.int32)
     valid = labels != ignore_index
-    # ignored pixels: -1 for the max, +inf for the min, so they never make a class change
-    high = dilate_max(torch.where(valid, labels, -1.0), max(radius, 1))
-    low = -dilate_max(torch.where(valid, -labels, -math.inf), max(radius, 1))
-    boundary = (high > low) & torch.isfinite(low) & (high >= 0)
-    return boundary.float(), valid
+    boundary = torch.zeros_like(valid)
+    height, width = labels.shape[-2:]
+    for dy, dx in half_disk(max(radius, 1)):
+        if dy >= height or abs(dx) >= width:
+            continue
+        a = (..., slice(0, height - dy), slice(max(0, -dx), width - max(0, dx)))
+        b = (..., slice(dy, height), slice(max(0, dx), width - max(0, -dx)))
+        change = (labels[a] != labels[b]) & valid[a] & valid[b]
+        boundary[a] |= change
+        boundary[b] |= change
+    return boundary[:, None].float(), valid[:, None]
 
 
 def boundary_from_depth(
