@@ -170,14 +170,19 @@ class MetricGroup(Metric):
 
     def __init__(self, *metrics: Metric) -> None:
         self.metrics = metrics
-        self.state = {}
-        for index, metric in enumerate(metrics):
-            self.state |= {f"{index}/{key}": value for key, value in metric.state.items()}
+        self.state = self.collect_state()
+
+    def collect_state(self) -> dict[str, Tensor]:
+        return {
+            f"{index}/{key}": value
+            for index, metric in enumerate(self.metrics)
+            for key, value in metric.state.items()
+        }
 
     def reset(self) -> None:
         for metric in self.metrics:
             metric.reset()
-        self.__init__(*self.metrics)
+        self.state = self.collect_state()
 
     def update(self, prediction: Tensor, target: Tensor) -> None:
         for metric in self.metrics:

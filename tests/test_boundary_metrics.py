@@ -51,3 +51,15 @@ def test_depth_boundary_errors_by_hand():
     exact = DepthBoundaryErrors()
     exact.update(target, target)
     assert exact.compute() == {"eps_acc": 0.0, "eps_comp": 0.0}
+
+
+def test_metric_group_merges_and_resets():
+    from dense.boundary_metrics import MetricGroup
+    from dense.metrics import ConfusionMatrix
+
+    group = MetricGroup(ConfusionMatrix(2, 255), BoundaryScores(2, 255, tolerances=(1,)))
+    group.update(halves(5), halves(5))
+    assert {"miou", "bf1", "boundary_iou"} <= set(group.compute())
+    group.reset()
+    assert all(value.sum() == 0 for value in group.state.values())
+    assert group.compute()["miou"] == 0.0
