@@ -6,25 +6,27 @@ so a distributed evaluation gives exactly the numbers a single process would.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from torch import Tensor
 
 from dense import distributed
 
 
-class Metric:
+class Metric(ABC):
     """Base class: subclasses fill ``self.state`` (name → tensor of sums) in ``reset``."""
 
     state: dict[str, Tensor]
 
-    def reset(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def reset(self) -> None: ...
 
-    def update(self, prediction: Tensor, target: Tensor) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def update(self, prediction: Tensor, target: Tensor) -> None: ...
 
-    def compute(self) -> dict[str, float]:
-        raise NotImplementedError
+    @abstractmethod
+    def compute(self) -> dict[str, float]: ...
 
     def reduce(self) -> None:
         """Sum the state over all processes (no-op when not distributed)."""

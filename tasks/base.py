@@ -7,6 +7,7 @@ to this interface, so a new task is one class in one file, registered by name.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,7 +34,7 @@ class DataInfo:
     ignore_index: int = 255
 
 
-class Task:
+class Task(ABC):
     """Base class of task plug-ins. Subclasses set the class attributes and override
     ``head``, ``loss`` and ``metric``; the other methods have working defaults."""
 
@@ -46,16 +47,17 @@ class Task:
         self.config = config
         self.data = data
 
+    @abstractmethod
     def head(self, channels: int) -> nn.Module:
         """A module mapping (pyramid, (H, W)) to this task's raw prediction at size H×W."""
-        raise NotImplementedError
 
+    @abstractmethod
     def loss(self, prediction: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Named loss terms ``{"<task>/<term>": scalar}``; the task's loss is their sum."""
-        raise NotImplementedError
 
+    @abstractmethod
     def metric(self) -> Metric:
-        raise NotImplementedError
+        """A fresh streaming metric for this task."""
 
     def update_metric(self, metric: Metric, prediction: Tensor, batch: dict[str, Tensor]) -> None:
         metric.update(self.decode(prediction), batch[self.target_key])
