@@ -62,9 +62,10 @@ class Task(ABC):
     def update_metric(self, metric: Metric, prediction: Tensor, batch: dict[str, Tensor]) -> None:
         metric.update(self.decode(prediction), batch[self.target_key])
 
-    def edges(self, prediction: Tensor, batch: dict[str, Tensor]) -> Edges:
-        """Predicted soft edges and target edges for the structure losses (optional)."""
-        raise NotImplementedError(f"task '{self.name}' exposes no edges")
+    def edges(self, prediction: Tensor, batch: dict[str, Tensor]) -> Edges | None:
+        """Predicted soft edges and target edges for the structure losses; None when the task
+        has no edges (the engine refuses structure losses for it, see ``has_edges``)."""
+        return None
 
     @classmethod
     def has_edges(cls) -> bool:

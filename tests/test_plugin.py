@@ -77,7 +77,7 @@ def test_tasks_register_through_entry_points(tmp_path, monkeypatch):
             """
             from tasks.base import Task
             class Toy(Task):
-                pass
+                target_key = "image"  # found through its entry point, never instantiated
             """
         )
     )
