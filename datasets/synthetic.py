@@ -529,35 +529,42 @@ def camera_rays(fx: float, fy: float, cx: float, cy: float, height: int, width: 
     return torch.stack([(u - cx) / fx, (v - cy) / fy, torch.ones_like(u)], dim=-1)
 
 
+NEAR = 1e-3  # near plane (camera z, metres) that box outlines are clipped to
+CORNERS = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+EDGES = torch.tensor([(c, c | bit) for bit in (4, 2, 1) for c in range(8) if not c & bit])
+
+
 def visible_boxes(
     bounds: Tensor, world_to_cam: Tensor, origin: Tensor, K: Tensor, height: int, width: int
 ) -> list[tuple[int, tuple[slice, slice]]]:
-    """Boxes in front of the camera with the pixel rectangle each can cover."""
+    """Boxes in front of the camera with the pixel rectangle each can cover.
+
+    A box's outline is clipped to the near plane first (its corners in front plus the points
+    where its 12 edges cross the plane), so a box beside or behind the camera only claims the
+    pixels it can reach rather than the whole image.
+    """
     if len(bounds) == 0:
         return []
-    select = torch.tensor(
-        [[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]
-    )  # corner c takes axis a from bounds[:, select[c, a], a]
-    corners = torch.stack([bounds[:, select[:, a], a] for a in range(3)], dim=-1)  # (N, 8, 3)
+    corners = torch.stack([bounds[:, CORNERS[:, a], a] for a in range(3)], dim=-1)  # (N, 8, 3)
     cam = (corners - origin) @ world_to_cam.T
-    z = cam[..., 2]
-    zc = z.clamp(min=1e-3)
-    u = K[0, 0] * cam[..., 0] / zc + K[0, 2]
-    v = K[1, 1] * cam[..., 1] / zc + K[1, 2]
-    behind, straddle = (z <= 1e-3).all(1).tolist(), (z <= 1e-3).any(1).tolist()
-    c0 = u.amin(1).floor().clamp(0, width).long().tolist()
-    c1 = (u.amax(1).ceil() + 1).clamp(0, width).long().tolist()
-    r0 = v.amin(1).floor().clamp(0, height).long().tolist()
-    r1 = (v.amax(1).ceil() + 1).clamp(0, height).long().tolist()
-    visible = []
-    for i in range(len(bounds)):
-        if behind[i]:
-            continue
-        if straddle[i]:  # crosses the image plane: test every pixel
-            visible.append((i, (slice(0, height), slice(0, width))))
-        elif c0[i] < c1[i] and r0[i] < r1[i]:
-            visible.append((i, (slice(r0[i], r1[i]), slice(c0[i], c1[i]))))
-    return visible
+    p, q = cam[:, EDGES[:, 0]], cam[:, EDGES[:, 1]]  # (N, 12, 3) edge end points
+    s = (NEAR - p[..., 2]) / (q[..., 2] - p[..., 2]).where(q[..., 2] != p[..., 2], 1.0)
+    crossing = (s > 0) & (s < 1)
+    points = torch.cat([cam, p + s[..., None] * (q - p)], dim=1)  # (N, 20, 3)
+    keep = torch.cat([cam[..., 2] > NEAR, crossing], dim=1)
+    z = points[..., 2].clamp(min=NEAR)
+    u = K[0, 0] * points[..., 0] / z + K[0, 2]
+    v = K[1, 1] * points[..., 1] / z + K[1, 2]
+    inf = torch.tensor(torch.inf)
+    c0 = u.where(keep, inf).amin(1).clamp(0, width).floor().long().tolist()
+    c1 = (u.where(keep, -inf).amax(1).clamp(-1, width) + 1).ceil().long().tolist()
+    r0 = v.where(keep, inf).amin(1).clamp(0, height).floor().long().tolist()
+    r1 = (v.where(keep, -inf).amax(1).clamp(-1, height) + 1).ceil().long().tolist()
+    return [
+        (i, (slice(r0[i], min(r1[i], height)), slice(c0[i], min(c1[i], width))))
+        for i in range(len(bounds))
+        if c0[i] < min(c1[i], width) and r0[i] < min(r1[i], height)
+    ]
 
 
 def batch_small_boxes(

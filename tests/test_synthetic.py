@@ -1,5 +1,6 @@
 import torch
 
+from datasets import synthetic
 from datasets.synthetic import NYU13_NAMES, WALL, SyntheticConfig, SyntheticRooms
 from dense.geometry import nyu_intrinsics
 
@@ -80,3 +81,30 @@ def test_dataloader_workers_produce_the_same_samples():
     loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2)
     batches = list(loader)
     assert torch.equal(batches[1]["image"][0], dataset[2]["image"])
+
+
+def test_screen_culling_changes_no_pixel(monkeypatch):
+    """Culling (with near-plane clipping of boxes beside the camera) is exact: rendering every
+    box against every pixel gives the same image, depth and labels."""
+    dataset = SyntheticRooms("train", SyntheticConfig(height=48, width=64))
+    crossing = 0
+    original = synthetic.visible_boxes
+
+    def counting(bounds, world_to_cam, origin, K, height, width):
+        nonlocal crossing
+        z = ((bounds - origin) @ world_to_cam.T)[..., 2]  # depth of the lo and hi corners
+        crossing += int(((z.amin(1) < 0) & (z.amax(1) > 0)).sum())
+        return original(bounds, world_to_cam, origin, K, height, width)
+
+    monkeypatch.setattr(synthetic, "visible_boxes", counting)
+    culled = [dataset[i] for i in range(12)]
+
+    def everything(bounds, world_to_cam, origin, K, height, width):
+        return [(i, (slice(0, height), slice(0, width))) for i in range(len(bounds))]
+
+    monkeypatch.setattr(synthetic, "visible_boxes", everything)
+    for index, sample in enumerate(culled):
+        reference = dataset[index]
+        for key in ("image", "depth", "segmentation"):
+            assert torch.equal(sample[key], reference[key]), (index, key)
+    assert crossing > 0  # the clipped case was exercised
