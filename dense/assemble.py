@@ -17,7 +17,10 @@ from tasks.base import DataInfo, Task
 
 
 def build_tasks(config: Config, info: DataInfo) -> dict[str, Task]:
-    return {name: TASKS.get(name)(name, options, info) for name, options in config.tasks.items()}
+    tasks = {name: TASKS.get(name)(name, options, info) for name, options in config.tasks.items()}
+    for task in tasks.values():
+        task.connect(tasks)
+    return tasks
 
 
 @dataclass

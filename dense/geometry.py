@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)  # fx, fy, cx, cy at 640×480
@@ -67,3 +68,43 @@ def invert_rigid(T: Tensor) -> Tensor:
     R = T[..., :3, :3].transpose(-1, -2)
     t = -(R @ T[..., :3, 3:]).squeeze(-1)
     return rigid(R, t)
+
+
+def axis_angle_to_matrix(vector: Tensor) -> Tensor:
+    """Rotation matrices (..., 3, 3) from axis-angle vectors (..., 3) (Rodrigues' formula)."""
+    angle = vector.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+    x, y, z = (vector / angle).unbind(-1)
+    zero = torch.zeros_like(x)
+    cross = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*x.shape, 3, 3)
+    sin, cos = angle.sin()[..., None], angle.cos()[..., None]
+    eye = torch.eye(3, dtype=vector.dtype, device=vector.device)
+    return eye + sin * cross + (1 - cos) * (cross @ cross)
+
+
+def pose_from_vector(vector: Tensor) -> Tensor:
+    """4×4 rigid transforms (..., 4, 4) from (..., 6) = axis-angle rotation, translation."""
+    return rigid(axis_angle_to_matrix(vector[..., :3]), vector[..., 3:])
+
+
+def inverse_warp(source: Tensor, depth: Tensor, K: Tensor, target_to_source: Tensor) -> Tensor:
+    """Sample the source image at the pixels the target's depth and pose project to.
+
+    source (B, C, H, W); depth (B, 1, H, W) of the target view in metres; K (B, 3, 3) shared
+    by both views; target_to_source (B, 4, 4) maps target-camera points to source-camera
+    points. Returns the source resampled onto the target grid (B, C, H, W), bilinearly, with
+    border padding for pixels that leave the source view.
+    """
+    B, _, H, W = depth.shape
+    v, u = torch.meshgrid(
+        torch.arange(H, device=depth.device, dtype=depth.dtype),
+        torch.arange(W, device=depth.device, dtype=depth.dtype),
+        indexing="ij",
+    )
+    pixels = torch.stack([u, v, torch.ones_like(u)]).reshape(3, -1)  # (3, HW)
+    R, t = target_to_source[:, :3, :3], target_to_source[:, :3, 3:]
+    projection = K @ R @ torch.linalg.inv(K)  # pixel-ray map, then depth scales it
+    points = (projection @ pixels) * depth.reshape(B, 1, -1) + K @ t  # (B, 3, HW)
+    uv = points[:, :2] / points[:, 2:].clamp(min=1e-6)
+    size = torch.tensor([W - 1, H - 1], device=depth.device, dtype=depth.dtype).clamp(min=1)
+    grid = (uv / size[:, None] * 2 - 1).transpose(1, 2).reshape(B, H, W, 2)
+    return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=True)

@@ -17,10 +17,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from rich.console import Console
 from torch import Tensor
 
@@ -28,6 +26,7 @@ from dense.checkpoint import save_checkpoint
 from dense.config import DataConfig, apply_override, build_dataclass
 from dense.data import build_dataset
 from dense.errors import DenseError
+from dense.imageio import read_labels
 from dense.progress import training_progress
 from losses.boundary import boundary_from_labels
 from losses.inverseform import (
@@ -95,9 +94,7 @@ def load_label_maps(config: FitConfig) -> tuple[Tensor, int]:
         files = sorted(folder.glob("*.png"))[: config.maps]
         if not files:
             raise DenseError(f"no PNG label maps in {folder}")
-        maps = [torch.from_numpy(np.asarray(Image.open(f)).astype(np.int64)) for f in files]
-        if any(m.ndim != 2 for m in maps):
-            raise DenseError(f"label maps in {folder} must be single-channel PNGs")
+        maps = [read_labels(f) for f in files]
         ignore = config.ignore_index if config.ignore_index >= 0 else 255
     else:
         data = DataConfig(dataset=config.source, options=config.options)

@@ -82,15 +82,36 @@ class ConfusionMatrix(Metric):
 DEPTH_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "delta1", "delta2", "delta3")
 
 
+# the Eigen crop, as fractions of a 480×640 NYU image: rows 45–470, columns 41–600
+EIGEN_CROP = (45 / 480, 471 / 480, 41 / 640, 601 / 640)
+
+
+def crop_mask(height: int, width: int, crop: tuple[float, float, float, float]) -> Tensor:
+    """(H, W) mask of the pixels inside a crop given as fractions (top, bottom, left, right)."""
+    top, bottom = round(crop[0] * height), round(crop[1] * height)
+    left, right = round(crop[2] * width), round(crop[3] * width)
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    mask[top:bottom, left:right] = True
+    return mask
+
+
 class DepthMetrics(Metric):
     """Depth: the standard error measures, computed per image and averaged over images.
 
-    Pixels count when the target lies in (min_depth, max_depth]; predictions are clamped to
-    the same range. Images without a valid pixel are skipped.
+    Pixels count when the target lies in (min_depth, max_depth] (and inside ``crop``, if given);
+    predictions are clamped to the same range, after per-image median scaling if asked for
+    (monocular models with unknown scale). Images without a valid pixel are skipped.
     """
 
-    def __init__(self, min_depth: float = 1e-3, max_depth: float = 10.0) -> None:
+    def __init__(
+        self,
+        min_depth: float = 1e-3,
+        max_depth: float = 10.0,
+        median_scaling: bool = False,
+        crop: tuple[float, float, float, float] | None = None,
+    ) -> None:
         self.min_depth, self.max_depth = min_depth, max_depth
+        self.median_scaling, self.crop = median_scaling, crop
         self.reset()
 
     def reset(self) -> None:
@@ -101,7 +122,12 @@ class DepthMetrics(Metric):
 
     def update(self, prediction: Tensor, target: Tensor) -> None:
         """prediction, target: (B, 1, H, W) or (B, H, W) depths in metres."""
-        per_image = depth_errors(prediction, target, self.min_depth, self.max_depth)
+        mask = None
+        if self.crop is not None:
+            mask = crop_mask(*target.shape[-2:], self.crop).to(target.device)
+        per_image = depth_errors(
+            prediction, target, self.min_depth, self.max_depth, self.median_scaling, mask
+        )
         if per_image.numel():
             self.state["sums"] += per_image.sum(0).double().cpu()
             self.state["images"] += per_image.shape[0]
@@ -111,14 +137,28 @@ class DepthMetrics(Metric):
         return dict(zip(DEPTH_KEYS, mean.tolist(), strict=True))
 
 
-def depth_errors(prediction: Tensor, target: Tensor, min_depth: float, max_depth: float) -> Tensor:
-    """(N, 8) errors in the order of ``DEPTH_KEYS`` for the N images with valid pixels."""
+def depth_errors(
+    prediction: Tensor,
+    target: Tensor,
+    min_depth: float,
+    max_depth: float,
+    median_scaling: bool = False,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """(N, 8) errors in the order of ``DEPTH_KEYS`` for the N images with valid pixels; ``mask``
+    (H, W) limits the pixels that count."""
     pred = prediction.reshape(prediction.shape[0], -1).float()
     gt = target.reshape(target.shape[0], -1).float()
     valid = (gt > min_depth) & (gt <= max_depth)
+    if mask is not None:
+        valid &= mask.reshape(1, -1)
     count = valid.sum(1)
     keep = count > 0
     pred, gt, valid, count = pred[keep], gt[keep], valid[keep], count[keep].float()
+    if median_scaling:
+        nan = torch.full_like(gt, torch.nan)
+        gt_median = gt.where(valid, nan).nanmedian(1).values
+        pred = pred * (gt_median / pred.where(valid, nan).nanmedian(1).values)[:, None]
     gt_safe = torch.where(valid, gt, torch.ones_like(gt))
     pred = torch.where(valid, pred.clamp(min_depth, max_depth), torch.ones_like(pred))
 

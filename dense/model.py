@@ -8,6 +8,7 @@ output is cropped back.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -77,15 +78,26 @@ class FPN(nn.Module):
 
 
 class DenseModel(nn.Module):
-    """Shared encoder and decoder with one head per task; returns ``{task: prediction}``."""
+    """Shared encoder and decoder with one head per task; returns ``{task: prediction}``.
 
-    def __init__(self, encoder: Encoder, decoder: nn.Module, heads: dict[str, nn.Module]) -> None:
+    Tasks' auxiliary networks (training-only, e.g. a pose network) run when the batch is
+    passed too; their outputs join the result as ``"<task>.auxiliary"``.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        decoder: nn.Module,
+        heads: dict[str, nn.Module],
+        auxiliary: dict[str, nn.Module] | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.heads = nn.ModuleDict(heads)
+        self.auxiliary = nn.ModuleDict(auxiliary or {})
 
-    def forward(self, image: Tensor) -> dict[str, Tensor]:
+    def forward(self, image: Tensor, batch: dict[str, Tensor] | None = None) -> dict[str, Any]:
         height, width = image.shape[-2:]
         stride = self.encoder.stride
         pad_h, pad_w = -height % stride, -width % stride
@@ -93,10 +105,14 @@ class DenseModel(nn.Module):
             image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
         pyramid = self.decoder(self.encoder(image))
         size = (height + pad_h, width + pad_w)
-        return {
+        outputs = {
             name: crop(head(pyramid, size), size, (height, width))
             for name, head in self.heads.items()
         }
+        if batch is not None:
+            for name, network in self.auxiliary.items():
+                outputs[f"{name}.auxiliary"] = network(batch)
+        return outputs
 
 
 def crop(output, padded: tuple[int, int], size: tuple[int, int]):
@@ -116,4 +132,6 @@ def build_model(config: ModelConfig, tasks: dict[str, Task]) -> DenseModel:
     encoder = Encoder(config.encoder, config.pretrained, config.weights)
     decoder = FPN(encoder.channels, config.decoder_channels)
     heads = {name: task.head(config.decoder_channels) for name, task in tasks.items()}
-    return DenseModel(encoder, decoder, heads)
+    auxiliary = {name: task.auxiliary() for name, task in tasks.items()}
+    networks = {name: network for name, network in auxiliary.items() if network is not None}
+    return DenseModel(encoder, decoder, heads, networks)

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
-from torch import Tensor
 
 from dense.assemble import Trained
 from dense.errors import DenseError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+from dense.imageio import IMAGE_SUFFIXES, read_rgb
 
 
 def find_images(inputs: list[str]) -> list[Path]:
@@ -31,16 +27,6 @@ def find_images(inputs: list[str]) -> list[Path]:
         else:
             raise DenseError(f"input not found: {path}")
     return paths
-
-
-def read_rgb(path: Path) -> Tensor:
-    """(3, H, W) float image in [0, 1]; greyscale is replicated, alpha is dropped."""
-    try:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise DenseError(f"{path} is not an image that can be read (PNG, JPEG, ...)") from None
-    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
 
 
 @torch.no_grad()

@@ -42,4 +42,5 @@ def metrics_table(metrics: dict[str, dict[str, float]], title: str) -> Table:
 
 
 def format_terms(values: dict[str, float]) -> str:
-    return "  ".join(f"{name} {value:.3f}" for name, value in values.items())
+    """``name value`` pairs with four significant digits (small terms stay readable)."""
+    return "  ".join(f"{name} {value:.4g}" for name, value in values.items())

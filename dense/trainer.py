@@ -145,13 +145,14 @@ class Trainer:
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float] | None:
         """One optimisation step; None when it was skipped for a non-finite loss or gradient."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            predictions = self.network(batch["image"])
+            outputs = self.network(batch["image"], batch)
+        context = {**batch, "outputs": outputs}
         terms: dict[str, Tensor] = {}
         task_losses: dict[str, Tensor] = {}
         for name, task in self.tasks.items():
-            task_terms = task.loss(predictions[name], batch)
+            task_terms = task.loss(outputs[name], context)
             if name in self.structure:
-                task_terms |= self.structure[name](task.edges(predictions[name], batch))
+                task_terms |= self.structure[name](task.edges(outputs[name], context))
             terms.update(task_terms)
             task_losses[name] = sum(task_terms.values())
         total, weights = self.weighting(task_losses)

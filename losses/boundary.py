@@ -105,6 +105,15 @@ def boundary_from_depth(
     return dilate_max(edges, radius - 1) if radius > 1 else edges
 
 
+def boundary_from_image(image: Tensor, threshold: float = 0.1, radius: int = 1) -> Tensor:
+    """Image edges: grey-level jump > ``threshold`` to a 3×3 neighbour, dilated to ``radius``.
+    image (B, C, H, W) in [0, 1] → (B, 1, H, W) float in {0, 1}."""
+    grey = image.float().mean(1, keepdim=True)
+    jump = torch.maximum(dilate_max(grey, 1) - grey, grey + dilate_max(-grey, 1))
+    edges = (jump > threshold).float()
+    return dilate_max(edges, radius - 1) if radius > 1 else edges
+
+
 def balanced_bce(logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
     """Class-balanced binary cross-entropy on boundary logits (B, 1, H, W).
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from dense.errors import DenseError
 from dense.metrics import Metric
 from losses.structure import Edges, StructureConfig
 
@@ -52,17 +53,35 @@ class Task(ABC):
         """A module mapping (pyramid, (H, W)) to this task's raw prediction at size H×W."""
 
     @abstractmethod
-    def loss(self, prediction: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Named loss terms ``{"<task>/<term>": scalar}``; the task's loss is their sum."""
+    def loss(self, prediction: Any, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Named loss terms ``{"<task>/<term>": scalar}``; the task's loss is their sum.
+
+        In training, ``batch["outputs"]`` holds the whole model output: every task's
+        prediction by task name and each auxiliary network's output as ``"<task>.auxiliary"``.
+        """
 
     @abstractmethod
     def metric(self) -> Metric:
         """A fresh streaming metric for this task."""
 
+    def auxiliary(self) -> nn.Module | None:
+        """A training-only network the loss needs (a pose network, say), called with the batch
+        during training steps; trained and saved with the model, never run by eval or predict."""
+        return None
+
+    def connect(self, tasks: dict[str, Task]) -> None:
+        """Called once with every task of the run, for tasks that use another task's output."""
+        return None
+
     def update_metric(self, metric: Metric, prediction: Tensor, batch: dict[str, Tensor]) -> None:
+        if self.target_key not in batch:
+            raise DenseError(
+                f"task {self.name} is evaluated against batch key '{self.target_key}', "
+                "which this data split does not provide"
+            )
         metric.update(self.decode(prediction), batch[self.target_key])
 
-    def edges(self, prediction: Tensor, batch: dict[str, Tensor]) -> Edges | None:
+    def edges(self, prediction: Any, batch: dict[str, Any]) -> Edges | None:
         """Predicted soft edges and target edges for the structure losses; None when the task
         has no edges (the engine refuses structure losses for it, see ``has_edges``)."""
         return None

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from dense.boundary_metrics import DepthBoundaryErrors, MetricGroup
 from dense.errors import DenseError
 from dense.layers import ConvHead
-from dense.metrics import DepthMetrics, Metric
+from dense.metrics import EIGEN_CROP, DepthMetrics, Metric
 from dense.registry import TASKS
 from dense.visualize import colorize_depth, save_png, save_png16
 from losses.boundary import boundary_from_depth, soft_depth_edges
@@ -24,12 +24,23 @@ from tasks.base import DataInfo, Task, TaskConfig
 
 
 @dataclass
-class DepthConfig(TaskConfig):
+class DepthOutputConfig(TaskConfig):
+    """Options of every task that predicts metric depth: range, edges and evaluation."""
+
+    min_depth: float = 0.1  # predictions lie in [min_depth, max_depth] metres
+    max_depth: float = 10.0  # and ground truth outside (0, max_depth] is ignored in training
+    edge_threshold: float = 0.05  # relative depth jump that makes an edge (structure losses)
+    eval_min_depth: float = 1e-3  # evaluation counts ground truth in (eval_min, eval_max]
+    eval_max_depth: float = 10.0  # and clamps predictions to that range
+    eval_crop: Literal["none", "eigen"] = "none"  # "eigen": the standard NYU evaluation crop
+    eval_preset: Literal["", "nyu"] = ""  # "nyu": Eigen crop and a 10 m cap (overrides both)
+    median_scaling: bool = False  # scale each prediction by median(gt) / median(prediction)
+
+
+@dataclass
+class DepthConfig(DepthOutputConfig):
     loss: Literal["silog", "l1_log"] = "silog"
     silog_lambda: float = 0.85
-    min_depth: float = 0.1  # predictions lie in [min_depth, max_depth] metres
-    max_depth: float = 10.0  # and ground truth outside (0, max_depth] is ignored
-    edge_threshold: float = 0.05  # relative depth jump that makes an edge (structure losses)
 
 
 class LogDepthHead(nn.Module):
@@ -56,6 +67,8 @@ class Depth(Task):
         super().__init__(name, config, data)
         if not 0 < config.min_depth < config.max_depth:
             raise DenseError(f"tasks.{name}: need 0 < min_depth < max_depth")
+        if not 0 <= config.eval_min_depth < config.eval_max_depth:
+            raise DenseError(f"tasks.{name}: need 0 <= eval_min_depth < eval_max_depth")
 
     def head(self, channels: int) -> nn.Module:
         return LogDepthHead(channels, self.config.min_depth, self.config.max_depth)
@@ -84,9 +97,14 @@ class Depth(Task):
         return Edges(soft_depth_edges(prediction.float(), threshold, radius), edges, judged)
 
     def metric(self) -> Metric:
+        config = self.config
+        crop, low, high = config.eval_crop, config.eval_min_depth, config.eval_max_depth
+        if config.eval_preset == "nyu":
+            crop, low, high = "eigen", 1e-3, 10.0
+        window = EIGEN_CROP if crop == "eigen" else None
         return MetricGroup(
-            DepthMetrics(min_depth=1e-3, max_depth=self.config.max_depth),
-            DepthBoundaryErrors(self.config.edge_threshold, max_depth=self.config.max_depth),
+            DepthMetrics(low, high, config.median_scaling, window),
+            DepthBoundaryErrors(config.edge_threshold, max_depth=high),
         )
 
     def render(self, value: Tensor) -> Tensor:

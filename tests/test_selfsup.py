@@ -1,0 +1,186 @@
+"""Self-supervised depth: view synthesis geometry, photometric losses, poses, training."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from datasets.synthetic import SyntheticConfig, SyntheticRooms
+from dense.errors import DenseError
+from dense.geometry import (
+    axis_angle_to_matrix,
+    inverse_warp,
+    invert_rigid,
+    pose_from_vector,
+)
+from dense.trainer import Trainer, train
+from losses.photometric import SSIM_C1, SSIM_C2, edge_aware_smoothness, photometric_error, ssim
+from tests.test_synthetic import render_depth
+
+
+def camera_depth(depth, K, pose):
+    """z of every target pixel after moving it into the source camera."""
+    h, w = depth.shape[-2:]
+    v, u = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    pixels = torch.stack([u, v, torch.ones_like(u)]).reshape(3, -1)
+    points = torch.linalg.inv(K) @ pixels * depth.reshape(1, -1)
+    return (pose[:3, :3] @ points + pose[:3, 3:])[2].reshape(h, w)
+
+
+def test_warping_with_true_depth_and_pose_reproduces_the_target():
+    """Warp the previous frame with ground-truth depth and pose: on pixels that stay in view
+    and are not occluded (the previous frame's own depth agrees), the target comes back up to
+    resampling error (the renderer point-samples its textures, so fine texture aliases)."""
+    dataset = SyntheticRooms("train", SyntheticConfig(height=120, width=160, neighbours=True))
+    for index in range(3):
+        sample = dataset[index]
+        K, depth, pose = sample["K"][None], sample["depth"][None], sample["prev_pose"][None]
+        source = torch.cat([sample["prev_image"], render_depth(dataset, index, "prev")[None]])
+        warped = inverse_warp(source[None], depth, K, pose)[0]
+        expected_z = camera_depth(depth[0], K[0], pose[0])
+        visible = (warped[3] - expected_z).abs() < 0.02 * expected_z
+        assert visible.float().mean() > 0.8
+        error = (warped[:3] - sample["image"]).abs().mean(0)[visible]
+        assert error.median() < 0.012 and error.mean() < 0.03
+        unwarped = (sample["prev_image"] - sample["image"]).abs().mean(0)[visible]
+        assert unwarped.mean() > 3 * error.mean()  # the warp did the work
+
+
+def test_identity_pose_gives_back_the_source_for_any_depth():
+    source = torch.rand(2, 3, 12, 17)
+    depth = torch.rand(2, 1, 12, 17) * 5 + 0.1
+    K = torch.tensor([[20.0, 0, 8], [0, 22.0, 6], [0, 0, 1]]).expand(2, 3, 3)
+    warped = inverse_warp(source, depth, K, torch.eye(4).expand(2, 4, 4))
+    assert torch.allclose(warped, source, atol=1e-5)
+
+
+def test_ssim_error_is_zero_for_identical_images():
+    image = torch.rand(2, 3, 9, 11)
+    assert ssim(image, image).sub(1).abs().max() < 1e-5
+    assert photometric_error(image, image).abs().max() < 1e-5
+    assert photometric_error(image, image.flip(-1)).mean() > 0.1
+
+
+def window_ssim(a: list[float], b: list[float]) -> float:
+    """SSIM of two windows of numbers, from the definition (population statistics)."""
+    n = len(a)
+    mu_a, mu_b = sum(a) / n, sum(b) / n
+    var_a = sum(x * x for x in a) / n - mu_a**2
+    var_b = sum(y * y for y in b) / n - mu_b**2
+    cov = sum(x * y for x, y in zip(a, b, strict=True)) / n - mu_a * mu_b
+    return ((2 * mu_a * mu_b + SSIM_C1) * (2 * cov + SSIM_C2)) / (
+        (mu_a**2 + mu_b**2 + SSIM_C1) * (var_a + var_b + SSIM_C2)
+    )
+
+
+def test_ssim_matches_hand_computed_windows():
+    a = [[0.1, 0.5, 0.9], [0.3, 0.2, 0.7], [0.8, 0.4, 0.6]]
+    b = [[0.2, 0.5, 0.6], [0.1, 0.4, 0.9], [0.7, 0.3, 0.5]]
+    result = ssim(torch.tensor(a)[None, None], torch.tensor(b)[None, None])[0, 0]
+    flat = lambda m, rows, cols: [m[r][c] for r in rows for c in cols]  # noqa: E731
+    centre = window_ssim(flat(a, (0, 1, 2), (0, 1, 2)), flat(b, (0, 1, 2), (0, 1, 2)))
+    # reflection padding: the window of the corner (0, 0) reads rows and columns 1, 0, 1
+    corner = window_ssim(flat(a, (1, 0, 1), (1, 0, 1)), flat(b, (1, 0, 1), (1, 0, 1)))
+    assert result[1, 1].item() == pytest.approx(centre, abs=1e-5)
+    assert result[0, 0].item() == pytest.approx(corner, abs=1e-5)
+    l1 = sum(abs(x - y) for x, y in zip(sum(a, []), sum(b, []), strict=True)) / 9
+    error = photometric_error(torch.tensor(a)[None, None], torch.tensor(b)[None, None])
+    structure = sum(min(1, max(0, (1 - s) / 2)) for s in result.flatten().tolist()) / 9
+    assert error.mean().item() == pytest.approx(0.85 * structure + 0.15 * l1, abs=1e-5)
+
+
+def test_smoothness_is_zero_for_flat_disparity_and_damped_at_image_edges():
+    image = torch.zeros(1, 3, 8, 8)
+    assert edge_aware_smoothness(torch.full((1, 1, 8, 8), 0.3), image) == 0
+    step = torch.zeros(1, 1, 8, 8)
+    step[..., 4:] = 1.0
+    image_edge = torch.zeros(1, 3, 8, 8)
+    image_edge[..., 4:] = 1.0
+    plain = edge_aware_smoothness(step + 0.5, image)
+    assert edge_aware_smoothness(step + 0.5, image_edge) < plain * math.exp(-0.9)
+
+
+def test_pose_composition_and_inversion_round_trip():
+    generator = torch.Generator().manual_seed(0)
+    vectors = torch.randn(16, 6, generator=generator) * 0.5
+    T = pose_from_vector(vectors)
+    eye = torch.eye(4).expand(16, 4, 4)
+    assert torch.allclose(T @ invert_rigid(T), eye, atol=1e-5)
+    assert torch.allclose(invert_rigid(T) @ T, eye, atol=1e-5)
+    R = T[:, :3, :3]
+    assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3).expand(16, 3, 3), atol=1e-5)
+    assert torch.allclose(torch.linalg.det(R), torch.ones(16), atol=1e-5)
+    # rotations about one axis compose by adding angles; the opposite vector inverts
+    axis = torch.nn.functional.normalize(vectors[:, :3], dim=1)
+    a, b = axis * 0.3, axis * 0.5
+    assert torch.allclose(
+        axis_angle_to_matrix(a) @ axis_angle_to_matrix(b), axis_angle_to_matrix(a + b), atol=1e-5
+    )
+    assert torch.allclose(axis_angle_to_matrix(-a), axis_angle_to_matrix(a).transpose(1, 2))
+    quarter = axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.pi / 2]))
+    assert torch.allclose(quarter @ torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 1, 0]), atol=1e-6)
+
+
+SELFSUP = (
+    "tasks={}",
+    "tasks.selfsup_depth.scales=3",
+    "data.options.neighbours=true",
+    "data.options.height=48",
+    "data.options.width=64",
+    "data.options.val_length=16",
+    "data.eval_batch_size=8",
+)
+
+
+def test_self_supervised_training_beats_the_untrained_model(tiny):
+    config = tiny(*SELFSUP, "train.steps=80", "train.eval_every=1000", "optim.lr=3e-3")
+    untrained = Trainer(config, *_single_process())  # same seed: the same initial weights
+    untrained.prepare(resume=False, overwrite=False)
+    before = untrained.run_evaluation()["selfsup_depth"]
+    after = train(config, overwrite=True).metrics["selfsup_depth"]
+    assert after["abs_rel"] < 0.85 * before["abs_rel"]
+    assert after["delta1"] > before["delta1"]
+
+
+def test_joint_with_segmentation_and_structure_loss_on_predicted_boundaries(tiny, tmp_path):
+    config = tiny(
+        *SELFSUP,
+        "tasks.segmentation={}",
+        "tasks.selfsup_depth.edge_target=predicted_segmentation",
+        "tasks.selfsup_depth.structure.inverseform=0.1",
+        "tasks.selfsup_depth.structure.network=nyu13",
+        "train.steps=3",
+    )
+    records = train_records(train(config))
+    assert len(records) == 3
+    for record in records:
+        assert math.isfinite(record["selfsup_depth/inverseform"])
+        assert record["selfsup_depth/photometric"] > 0 and record["selfsup_depth/smoothness"] > 0
+
+
+@pytest.mark.parametrize("target", ["segmentation", "image", "depth"])
+def test_edge_targets(tiny, target):
+    overrides = (f"tasks.selfsup_depth.edge_target={target}", "train.steps=2")
+    config = tiny(*SELFSUP, "tasks.selfsup_depth.structure.boundary_bce=1.0", *overrides)
+    assert train_records(train(config))[-1]["selfsup_depth/boundary_bce"] > 0
+
+
+def test_clear_errors_for_missing_frames_and_peer(tiny):
+    with pytest.raises(DenseError, match="neighbours = true"):
+        train(tiny(*SELFSUP, "data.options.neighbours=false"))
+    with pytest.raises(DenseError, match="edge_task"):
+        train(tiny(*SELFSUP, "tasks.selfsup_depth.edge_target=predicted_segmentation"))
+
+
+def train_records(result) -> list[dict]:
+    lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["split"] == "train"]
+
+
+def _single_process():
+    from rich.console import Console
+
+    from dense import distributed
+
+    return distributed.setup("cpu"), Console(quiet=True)
