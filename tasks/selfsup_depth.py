@@ -39,10 +39,24 @@ class SelfSupervisedDepthConfig(DepthOutputConfig):
     automask: bool = True  # ignore pixels that the unwarped source already explains
     pose_scale: float = 0.01  # the pose network's outputs are multiplied by this
     pose_channels: int = 16  # width of the pose network's first layer (doubles per layer)
+    pose_resolution: float = 0.5  # the pose network sees the frames at this fraction of size
     median_scaling: bool = True  # monocular depth has no scale: evaluate after median scaling
     edge_target: EdgeTarget = "segmentation"  # target edges of the structure losses
     edge_task: str = "segmentation"  # the task whose prediction predicted_segmentation uses
     image_edge_threshold: float = 0.1  # grey-level jump that makes an image edge
+
+
+def source_frames(batch: dict[str, Any], sources: list[str]) -> list[Tensor]:
+    """The batch's ``<source>_image`` frames; a clear error when the data has none."""
+    missing = [f"{s}_image" for s in sources if f"{s}_image" not in batch] + [
+        key for key in ("K",) if key not in batch
+    ]
+    if missing:
+        raise DenseError(
+            f"self-supervised depth needs batch keys {missing}: use data with neighbour "
+            "frames (synthetic: data.options.neighbours = true; or the sequences dataset)"
+        )
+    return [batch[f"{s}_image"] for s in sources]
 
 
 class DisparityHead(nn.Module):
@@ -65,29 +79,31 @@ class DisparityHead(nn.Module):
 
 
 class PoseNetwork(nn.Module):
-    """Camera motion from a (target, source) pair stacked on channels: seven stride-2 convs,
-    a 1×1 conv to 6 numbers averaged over space, scaled down → target-to-source 4×4 poses."""
+    """Camera motion from a (target, source) pair stacked on channels, seen at ``resolution``
+    times the image size: seven stride-2 conv-BN-ReLU layers, a 1×1 conv to 6 numbers averaged
+    over space and scaled down → target-to-source 4×4 poses (axis-angle, translation)."""
 
-    def __init__(self, sources: list[str], channels: int, scale: float) -> None:
+    def __init__(self, sources: list[str], channels: int, scale: float, resolution: float):
         super().__init__()
-        self.sources, self.scale = sources, scale
+        self.sources, self.scale, self.resolution = sources, scale, resolution
         widths = [6] + [channels * 2**i for i in range(5)] + [channels * 16] * 2
         layers = []
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
             kernel = 7 if i == 0 else 5 if i == 1 else 3
-            layers += [nn.Conv2d(a, b, kernel, stride=2, padding=kernel // 2), nn.ReLU(True)]
+            layers += [
+                nn.Conv2d(a, b, kernel, stride=2, padding=kernel // 2, bias=False),
+                nn.BatchNorm2d(b),
+                nn.ReLU(inplace=True),
+            ]
         self.body = nn.Sequential(*layers)
         self.out = nn.Conv2d(widths[-1], 6, 1)
-        for layer in self.body:  # He init: activations keep their scale through 7 layers
-            if isinstance(layer, nn.Conv2d):
-                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-                nn.init.zeros_(layer.bias)
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         target = batch["image"]
-        pairs = torch.cat(
-            [torch.cat([target, batch[f"{s}_image"]], dim=1) for s in self.sources], dim=0
-        )
+        frames = source_frames(batch, self.sources)
+        pairs = torch.cat([torch.cat([target, frame], dim=1) for frame in frames], dim=0)
+        if self.resolution != 1:
+            pairs = F.interpolate(pairs, scale_factor=self.resolution, mode="area")
         features = self.body((pairs - 0.45) / 0.225)
         with torch.autocast(features.device.type, enabled=False):  # poses in float32
             vector = self.out(features.float()).mean((2, 3)) * self.scale
@@ -109,6 +125,8 @@ class SelfSupervisedDepth(Depth):
             raise DenseError(f"tasks.{name}.sources: name at least one source frame")
         if not 1 <= config.scales <= 4:
             raise DenseError(f"tasks.{name}.scales must be between 1 and 4")
+        if not 0 < config.pose_resolution <= 1:
+            raise DenseError(f"tasks.{name}.pose_resolution must lie in (0, 1]")
         self.peer: Task | None = None
 
     def connect(self, tasks: dict[str, Task]) -> None:
@@ -126,24 +144,17 @@ class SelfSupervisedDepth(Depth):
 
     def auxiliary(self) -> nn.Module:
         config = self.config
-        return PoseNetwork(list(config.sources), config.pose_channels, config.pose_scale)
+        return PoseNetwork(
+            list(config.sources), config.pose_channels, config.pose_scale, config.pose_resolution
+        )
 
     def decode(self, prediction: Tensor) -> Tensor:
         return disparity_to_depth(prediction, self.config.min_depth, self.config.max_depth)
 
-    def frames(self, batch: dict[str, Any]) -> list[Tensor]:
-        missing = [f"{s}_image" for s in self.config.sources if f"{s}_image" not in batch]
-        if missing or "K" not in batch:
-            raise DenseError(
-                f"task {self.name} needs batch keys {missing or ['K']}: use a dataset with "
-                "neighbour frames (synthetic: data.options.neighbours = true; or sequences)"
-            )
-        return [batch[f"{s}_image"] for s in self.config.sources]
-
     def loss(self, prediction: list[Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
         config = self.config
         target, K = batch["image"], batch["K"].float()
-        sources = self.frames(batch)
+        sources = source_frames(batch, config.sources)
         poses = batch["outputs"][f"{self.name}.auxiliary"]
         size = target.shape[-2:]
         identity = []
