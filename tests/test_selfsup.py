@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -174,3 +175,21 @@ def test_clear_errors_for_missing_frames_and_peer(tiny):
 def train_records(result) -> list[dict]:
     lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
     return [r for r in map(json.loads, lines) if r["split"] == "train"]
+
+
+def test_predict_needs_one_image_and_eval_runs_without_the_pose_network(tiny, tmp_path):
+    from PIL import Image
+
+    from dense.cli import main
+
+    run = train(tiny(*SELFSUP, "train.steps=2")).run_dir
+    image = tmp_path / "frame.png"
+    Image.fromarray(torch.randint(0, 255, (30, 41, 3), dtype=torch.uint8).numpy()).save(image)
+    out = tmp_path / "out"
+    assert main(["predict", str(run / "last.pt"), str(image), "--out", str(out)]) == 0
+    millimetres = np.asarray(Image.open(out / "frame_selfsup_depth16.png")).astype(np.int64)
+    assert millimetres.shape == (30, 41)
+    assert millimetres.min() >= 100 and millimetres.max() <= 10000
+    metrics = tmp_path / "metrics.json"
+    assert main(["eval", str(run / "last.pt"), "--out", str(metrics)]) == 0
+    assert json.loads(metrics.read_text())["selfsup_depth"]["abs_rel"] > 0
