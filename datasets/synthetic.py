@@ -7,8 +7,10 @@ deterministic at any resolution and cheap to generate in DataLoader workers.
 
 Rendering is exact ray casting against axis-aligned boxes (slab test), limited for each box to
 the screen rectangle its projected corners cover. Shading is Lambertian under one point light,
-so a surface looks the same from every viewpoint; textures are sampled bilinearly from
-procedural tiles in world units, giving the images real photometric signal.
+so a surface looks the same from every viewpoint; textures are procedural tiles in world units,
+sampled trilinearly from their mip chain at the level of each pixel's footprint. Point-sampling
+them instead aliases (a distant or slanted surface flickers from frame to frame), which makes
+the photometric signal of self-supervised depth ambiguous.
 
 World frame: y up, the room spans [0, W] × [0, H] × [0, D]. Cameras use the OpenCV convention.
 """
@@ -65,7 +67,7 @@ class Scene:
     size: tuple[float, float, float]  # W, H, D
     boxes: list[Box]
     room_materials: tuple[int, int, int]  # floor, ceiling, walls
-    textures: Tensor  # (M, T, T) intensity pattern around 1
+    textures: MipTextures  # intensity patterns around 1, one per material
     colours: Tensor  # (M, 3) albedo
     texel_density: Tensor  # (M,) texels per metre
     light: Tensor  # (3,) point light position
@@ -135,7 +137,7 @@ def make_scene(rng: random.Random, max_furniture: int) -> Scene:
         size=(W, H, D),
         boxes=boxes,
         room_materials=(floor, ceiling, walls),
-        textures=torch.stack(materials.textures),
+        textures=MipTextures(torch.stack(materials.textures)),
         colours=torch.tensor(materials.colours, dtype=torch.float32),
         texel_density=torch.tensor(materials.density, dtype=torch.float32),
         light=torch.tensor([rng.uniform(0.3, 0.7) * W, H - 0.2, rng.uniform(0.3, 0.7) * D]),
@@ -484,7 +486,8 @@ def render(scene: Scene, pose: Tensor, K: Tensor, height: int, width: int) -> tu
     # the room: leave the inside of [0, W] x [0, H] x [0, D]; object ids 0, 1, 2 are
     # floor, ceiling and walls, boxes follow
     size = torch.tensor(scene.size)
-    t_axes = torch.where(rays > 0, size - origin, -origin) * inv
+    # choose the wall by the sign of inv: a ray component of exactly 0 became +1e-9 above
+    t_axes = torch.where(inv > 0, size - origin, -origin) * inv
     depth, axis = t_axes.min(dim=-1)
     obj = torch.where(axis == 1, (rays[..., 1] > 0).long(), 2)
 
@@ -514,7 +517,7 @@ def render(scene: Scene, pose: Tensor, K: Tensor, height: int, width: int) -> tu
     labels = torch.tensor([FLOOR, CEILING, WALL] + [b.label for b in scene.boxes])[obj]
     material = torch.tensor(list(scene.room_materials) + [b.material for b in scene.boxes])[obj]
     points = origin + rays * depth[..., None]  # (H, W, 3)
-    image = shade(scene, points, rays, axis, material, labels)
+    image = shade(scene, points, rays, depth, math.sqrt(fx * fy), axis, material, labels)
     return image, depth[None], labels
 
 
@@ -590,33 +593,76 @@ def batch_small_boxes(
 
 
 def shade(
-    scene: Scene, points: Tensor, rays: Tensor, axis: Tensor, material: Tensor, labels: Tensor
+    scene: Scene,
+    points: Tensor,
+    rays: Tensor,
+    depth: Tensor,
+    focal: float,
+    axis: Tensor,
+    material: Tensor,
+    labels: Tensor,
 ) -> Tensor:
-    """Albedo from bilinear texture lookup times view-independent Lambertian light."""
+    """Albedo from the filtered texture times view-independent Lambertian light."""
     # face coordinates: x-facing faces use (z, y), y-facing (x, z), z-facing (x, y)
     u = points.gather(-1, torch.where(axis == 0, 2, 0)[..., None])[..., 0]
     v = points.gather(-1, torch.where(axis == 1, 2, 1)[..., None])[..., 0]
     density = scene.texel_density[material]
-    pattern = bilinear_texture(scene.textures, material, u * density, v * density)
+    # pixel footprint in texels: its size across the ray at this distance, stretched by the
+    # incidence angle (geometric mean of the two axes, so at most 4x for grazing views)
+    length2 = rays.square().sum(-1)
+    facing = rays.gather(-1, axis[..., None])[..., 0]
+    stretch = (length2.sqrt() / facing.abs().clamp(min=1e-6)).clamp(max=16.0)
+    footprint = density * depth * length2.sqrt() / focal * stretch.sqrt()
+    pattern = scene.textures.sample(material, u * density, v * density, footprint.log2())
 
     to_light = scene.light - points
     distance2 = to_light.square().sum(-1)
-    facing = -torch.sign(rays.gather(-1, axis[..., None])[..., 0])  # normal along `axis`
-    cosine = facing * to_light.gather(-1, axis[..., None])[..., 0] * torch.rsqrt(distance2)
-    light = 0.35 + 1.1 * cosine.clamp(min=0) / (1 + 0.08 * distance2)
+    cosine = -torch.sign(facing) * to_light.gather(-1, axis[..., None])[..., 0]
+    light = 0.35 + 1.1 * (cosine * torch.rsqrt(distance2)).clamp(min=0) / (1 + 0.08 * distance2)
     light = torch.where(labels == WINDOW, torch.ones_like(light), light)  # windows glow
     albedo = scene.colours.T[:, material]  # (3, H, W)
     return (albedo * (pattern * light)).clamp_(0, 1)
 
 
-def bilinear_texture(textures: Tensor, material: Tensor, x: Tensor, y: Tensor) -> Tensor:
-    """Sample (M, T, T) tiles at texel coordinates (x, y), wrapping around."""
-    T = textures.shape[-1]
-    wrapped = F.pad(textures[:, None], (0, 1, 0, 1), mode="circular").reshape(-1)  # (T+1)² each
-    x, y = torch.remainder(x, T), torch.remainder(y, T)
-    x0, y0 = torch.floor(x).clamp_(max=T - 1), torch.floor(y).clamp_(max=T - 1)  # x may round to T
-    wx, wy = x - x0, y - y0
-    index = (material * (T + 1) ** 2).float().add_(y0 * (T + 1)).add_(x0).long()
-    top = torch.lerp(wrapped[index], wrapped[index + 1], wx)
-    bottom = torch.lerp(wrapped[index + T + 1], wrapped[index + T + 2], wx)
-    return torch.lerp(top, bottom, wy)
+class MipTextures:
+    """(M, T, T) wrapping tiles with their box-filtered mip chain (T, T/2, ..., 1), sampled
+    trilinearly: a tile seen from afar is averaged over each pixel's footprint.
+
+    All levels of all tiles sit in one atlas (a row of levels per material, each level padded
+    by one wrapped row and column), so a lookup is a single ``grid_sample``.
+    """
+
+    def __init__(self, tiles: Tensor) -> None:
+        count, size = tiles.shape[0], tiles.shape[-1]
+        self.levels = int(math.log2(size)) + 1
+        sizes = [size >> level for level in range(self.levels)]
+        columns = [0]
+        for s in sizes:
+            columns.append(columns[-1] + s + 1)
+        atlas = tiles.new_zeros(count, size + 1, columns[-1])
+        level = tiles[:, None]
+        for s, column in zip(sizes, columns[:-1], strict=True):
+            padded = F.pad(level, (0, 1, 0, 1), mode="circular")[:, 0]
+            atlas[:, : s + 1, column : column + s + 1] = padded
+            level = F.avg_pool2d(level, 2, ceil_mode=True)
+        self.atlas = atlas.reshape(1, 1, count * (size + 1), columns[-1])
+        self.sizes = torch.tensor(sizes, dtype=torch.float32)
+        self.columns = torch.tensor(columns[:-1], dtype=torch.float32)
+        self.row_stride = size + 1
+
+    def sample(self, material: Tensor, x: Tensor, y: Tensor, lod: Tensor) -> Tensor:
+        """Values at level-0 texel coordinates (x, y) and level of detail ``lod`` (log2 of
+        the footprint in texels; 0 or less is the full-resolution tile)."""
+        lod = lod.clamp(0, self.levels - 1)
+        fine = lod.floor()
+        levels = torch.stack([fine, (fine + 1).clamp_(max=self.levels - 1)]).long()  # (2, ...)
+        size, scale = self.sizes[levels], torch.exp2(-levels.float())
+        # texel centres line up across levels; wrap into the tile, then offset into the atlas
+        u = torch.remainder((x + 0.5) * scale - 0.5, size) + self.columns[levels]
+        v = torch.remainder((y + 0.5) * scale - 0.5, size) + material * self.row_stride
+        height, width = self.atlas.shape[-2:]
+        grid = torch.stack([u * (2 / (width - 1)) - 1, v * (2 / (height - 1)) - 1], dim=-1)
+        values = F.grid_sample(
+            self.atlas, grid.reshape(1, -1, 1, 2), mode="bilinear", align_corners=True
+        ).reshape(levels.shape)
+        return torch.lerp(values[0], values[1], lod - fine)

@@ -1,8 +1,11 @@
+import random
+
 import torch
+import torch.nn.functional as F
 
 from datasets import synthetic
 from datasets.synthetic import NYU13_NAMES, WALL, SyntheticConfig, SyntheticRooms
-from dense.geometry import nyu_intrinsics
+from dense.geometry import intrinsics, nyu_intrinsics, rigid
 
 
 def test_samples_are_deterministic_and_well_formed():
@@ -28,6 +31,35 @@ def test_textures_carry_photometric_signal():
     horizontal = (grey[:, 1:] - grey[:, :-1]).abs()[wall[:, 1:] & wall[:, :-1]]
     assert horizontal.mean() > 2e-3
     assert grey[wall].std() > 0.02
+
+
+def test_rays_parallel_to_the_walls_hit_them_in_front():
+    """A ray component of exactly 0 (the principal column and row of an axis-aligned camera)
+    must still find the wall ahead of it, not one behind at negative depth."""
+    scene = synthetic.make_scene(random.Random(3), max_furniture=0)
+    centre = torch.tensor(scene.size) / 2
+    image, depth, _ = synthetic.render(
+        scene, rigid(torch.eye(3), centre), intrinsics(40.0, 40.0, 16.0, 12.0), 24, 32
+    )
+    assert torch.isfinite(image).all()
+    assert (depth > 0).all() and depth[0, 12, 16] == scene.size[2] / 2
+
+
+def test_distant_textures_are_filtered_not_point_sampled(monkeypatch):
+    """A low-resolution render matches the box-filtered high-resolution render of the same
+    view (what a camera integrates over a pixel) far better than point sampling does."""
+    dataset = SyntheticRooms("train", SyntheticConfig(height=256, width=320))
+    sharp = torch.stack([dataset[i]["image"] for i in range(4)])
+    reference = F.avg_pool2d(sharp, 8)
+    small = SyntheticRooms("train", SyntheticConfig(height=32, width=40))
+    filtered = torch.stack([small[i]["image"] for i in range(4)])
+    sample = synthetic.MipTextures.sample
+    monkeypatch.setattr(
+        synthetic.MipTextures, "sample", lambda self, m, x, y, lod: sample(self, m, x, y, lod * 0)
+    )
+    point = torch.stack([small[i]["image"] for i in range(4)])
+    filtered_error = (filtered - reference).abs().mean()
+    assert filtered_error < 0.7 * (point - reference).abs().mean()
 
 
 def test_many_classes_appear_over_a_few_rooms():
