@@ -1,3 +1,3 @@
 """Dataset plug-ins. Importing this package registers the built-in datasets."""
 
-from datasets import sequences, synthetic  # noqa: F401
+from datasets import folder, nyuv2, sequences, synthetic  # noqa: F401

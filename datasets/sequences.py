@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from dense.errors import DenseError
-from dense.geometry import scale_intrinsics
 from dense.imageio import IMAGE_SUFFIXES, read_depth_png, read_rgb
 from dense.registry import DATASETS
+from dense.transforms import resize
 
 
 @dataclass
@@ -103,30 +102,20 @@ class Sequences(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def resize(self, image: Tensor, mode: str) -> Tensor:
-        if self.config.height <= 0:
-            return image
-        size = (self.config.height, self.config.width)
-        if mode == "nearest":  # depth: never mix valid and missing readings
-            return F.interpolate(image[None], size=size, mode="nearest-exact")[0]
-        return F.interpolate(image[None], size=size, mode="bilinear", antialias=True)[0]
-
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         scene_index, frame = self.samples[index]
         scene, stride = self.scenes[scene_index], self.config.frame_stride
-        image = read_rgb(scene.frames[frame])
-        height, width = image.shape[-2:]
-        sample = {"image": self.resize(image, "bilinear")}
+        sample = {"image": read_rgb(scene.frames[frame]), "K": scene.K.clone()}
         for name, offset in (("prev", -stride), ("next", stride)):
             source = read_rgb(scene.frames[frame + offset])
-            if source.shape != image.shape:
+            if source.shape != sample["image"].shape:
                 raise DenseError(f"{scene.frames[frame + offset]}: size differs from its scene")
-            sample[f"{name}_image"] = self.resize(source, "bilinear")
-        out_h, out_w = sample["image"].shape[-2:]
-        sample["K"] = scale_intrinsics(scene.K, out_w / width, out_h / height)
+            sample[f"{name}_image"] = source
         depth_file = scene.folder / "depth" / f"{scene.frames[frame].stem}.png"
         if depth_file.is_file():
-            sample["depth"] = self.resize(read_depth_png(depth_file), "nearest")
+            sample["depth"] = read_depth_png(depth_file)
+        if self.config.height > 0:
+            sample = resize(sample, self.config.height, self.config.width)
         return sample
 
 

@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("overrides", nargs="*", help="key=value fit options")
     fit.set_defaults(handler=run_fit_inverseform)
 
+    data = commands.add_parser("data", help="download and verify a dataset")
+    data.add_argument("dataset", choices=["nyuv2"], help="nyuv2: the labelled NYU-Depth-v2 .mat")
+    data.add_argument("--root", default="data/nyuv2", help="folder to put the file in")
+    data.add_argument("--url", help="where to download from (default: the official URL)")
+    data.add_argument("--sha256", default="", help="expected SHA-256 of the file (optional)")
+    data.add_argument("--retries", type=int, default=3, help="resumes after a dropped connection")
+    data.set_defaults(handler=run_data)
+
     info = commands.add_parser("info", help="list tasks, datasets and encoders")
     info.add_argument("--encoders", default="resnet*", help="glob filter for timm encoders")
     info.set_defaults(handler=run_info)
@@ -134,6 +142,29 @@ def run_fit_inverseform(args: argparse.Namespace, console: Console) -> int:
         f"held-out Spearman(distance, magnitude): {report['spearman_distance_vs_magnitude']:.3f}"
     )
     console.print(f"saved {config.out}")
+    return 0
+
+
+def run_data(args: argparse.Namespace, console: Console) -> int:
+    from datasets.nyuv2 import FILENAME, NYU_URL, verify_file
+    from dense.download import download, file_sha256
+
+    destination = Path(args.root) / FILENAME
+    url = args.url or NYU_URL
+    if destination.is_file():
+        console.print(f"{destination} is already there; verifying it")
+    else:
+        console.print(f"downloading {url}")
+        try:
+            download(url, destination, args.sha256, args.retries, console=console)
+        except DenseError as error:
+            raise DenseError(
+                f"{error}\nIf the download keeps failing, fetch {FILENAME} yourself (from {url}, "
+                f"e.g. in a browser) and put it at {destination}"
+            ) from None
+    count = verify_file(destination)
+    console.print(f"{destination}: {count} labelled images, layout verified")
+    console.print(f"sha256 {file_sha256(destination)}")
     return 0
 
 

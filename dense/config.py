@@ -30,6 +30,21 @@ class RunConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Random training augmentation (``[data.augment]``); the defaults change nothing."""
+
+    scale_min: float = 1.0  # rescale by a factor drawn uniformly from [scale_min, scale_max]
+    scale_max: float = 1.0
+    crop_height: int = 0  # random crop to this size (padded first if smaller); 0 = no crop
+    crop_width: int = 0
+    flip: bool = False  # horizontal flip with probability 1/2
+    colour_jitter: float = 0.0  # brightness, contrast, saturation strength (hue: a quarter)
+
+    def active(self) -> bool:
+        return self != AugmentConfig()
+
+
+@dataclass
 class DataConfig:
     dataset: str = "synthetic"
     train_split: str = "train"
@@ -38,6 +53,7 @@ class DataConfig:
     eval_batch_size: int = 8
     num_workers: int = 1
     options: dict[str, Any] = field(default_factory=dict)  # the dataset's own options
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training split only
 
 
 @dataclass
@@ -157,6 +173,15 @@ def check_positive(config: Config) -> None:
         raise DenseError("data.num_workers must be 0 or more")
     if config.optim.lr <= 0:
         raise DenseError("optim.lr must be positive")
+    augment = config.data.augment
+    if not 0 < augment.scale_min <= augment.scale_max:
+        raise DenseError("data.augment: need 0 < scale_min <= scale_max")
+    if min(augment.crop_height, augment.crop_width) < 0 or (augment.crop_height > 0) != (
+        augment.crop_width > 0
+    ):
+        raise DenseError("data.augment: crop_height and crop_width are both 0 or both positive")
+    if not 0 <= augment.colour_jitter <= 1:
+        raise DenseError("data.augment.colour_jitter must be in [0, 1]")
 
 
 def build_dataclass(cls: type, raw: dict[str, Any], prefix: str) -> Any:

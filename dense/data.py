@@ -19,15 +19,20 @@ from dense.config import DataConfig, build_dataclass
 from dense.distributed import Context
 from dense.errors import DenseError
 from dense.registry import DATASETS
+from dense.transforms import Augmented, JointTransform
 from tasks.base import DataInfo
 
 
-def build_dataset(config: DataConfig, split: str) -> Dataset:
+def build_dataset(config: DataConfig, split: str, augment: bool = False) -> Dataset:
+    """The split of the configured dataset; with ``augment``, behind ``data.augment``."""
     cls = DATASETS.get(config.dataset)
     options = build_dataclass(cls.Config, config.options, "data.options.")
     dataset = cls(split, options)
     if len(dataset) == 0:
         raise DenseError(f"dataset '{config.dataset}' split '{split}' is empty")
+    if augment and config.augment.active():
+        transform = JointTransform(config.augment, getattr(dataset, "ignore_index", 255))
+        return Augmented(dataset, transform)
     return dataset
 
 
