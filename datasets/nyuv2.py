@@ -102,7 +102,7 @@ class NYUv2(torch.utils.data.Dataset):
         self.handle: h5py.File | None = None
         self.handle_pid = -1
         with open_mat(self.path) as file:
-            self.size = check_layout(file, self.path)
+            check_layout(file, self.path)
 
     def file(self) -> h5py.File:
         """This process's handle (DataLoader workers each open their own)."""
@@ -117,29 +117,32 @@ class NYUv2(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        i = int(self.indices[index])
-        file = self.file()
-        try:
-            image = file["images"][i].transpose(0, 2, 1)  # (3, W, H) → (3, H, W)
-            depth = file["depths"][i].T
-            ids = file["labels"][i].T
-        except (OSError, KeyError, ValueError) as error:
-            raise DenseError(f"{self.path}: cannot read image {i + 1} ({error})") from None
-        if ids.max(initial=0) >= len(self.table):
-            raise DenseError(
-                f"{self.path}: image {i + 1} has label id {int(ids.max())}, "
-                f"outside the 894 NYU classes"
-            )
-        height, width = self.size
-        sample = {
-            "image": torch.from_numpy(np.ascontiguousarray(image)).float() / 255.0,
-            "segmentation": torch.from_numpy(self.table[ids].astype(np.int64)),
-            "depth": clean_depth(torch.from_numpy(np.ascontiguousarray(depth, np.float32)))[None],
-            "K": nyu_intrinsics(height, width),
-        }
+        sample = read_sample(self.file(), int(self.indices[index]), self.table, self.path)
         if self.config.height > 0:
             sample = resize(sample, self.config.height, self.config.width)
         return sample
+
+
+def read_sample(file: h5py.File, i: int, table: np.ndarray, path: Path) -> dict[str, Tensor]:
+    """Image ``i`` (0-based) of an open file at its stored size, labels mapped by ``table``."""
+    try:
+        image = file["images"][i].transpose(0, 2, 1)  # (3, W, H) → (3, H, W)
+        depth = file["depths"][i].T
+        ids = file["labels"][i].T
+    except (OSError, KeyError, ValueError) as error:
+        raise DenseError(
+            f"{path}: cannot read image {i + 1}, truncated or corrupt ({error})"
+        ) from None
+    if ids.max(initial=0) >= len(table):
+        raise DenseError(
+            f"{path}: image {i + 1} has label id {int(ids.max())}, outside the 894 NYU classes"
+        )
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image)).float() / 255.0,
+        "segmentation": torch.from_numpy(table[ids].astype(np.int64)),
+        "depth": clean_depth(torch.from_numpy(np.ascontiguousarray(depth, np.float32)))[None],
+        "K": nyu_intrinsics(*image.shape[1:]),
+    }
 
 
 def open_mat(path: Path) -> h5py.File:
@@ -167,8 +170,8 @@ def verify_file(path: Path) -> int:
         return file["images"].shape[0]
 
 
-def check_layout(file: h5py.File, path: Path) -> tuple[int, int]:
-    """(H, W) of the images, after checking the datasets the loader needs; clear errors."""
+def check_layout(file: h5py.File, path: Path) -> None:
+    """Check the datasets the loader needs (names, axes, shapes, count); clear errors."""
     expected = {"images": 4, "depths": 3, "labels": 3}
     for name, ndim in expected.items():
         if name not in file or not isinstance(file[name], h5py.Dataset):
@@ -189,7 +192,6 @@ def check_layout(file: h5py.File, path: Path) -> tuple[int, int]:
         raise DenseError(f"{path}: {count} images, but the official split needs all {NYU_IMAGES}")
     if "names" in file:
         check_names(file, path)
-    return height, width
 
 
 def check_names(file: h5py.File, path: Path) -> None:

@@ -48,12 +48,21 @@ def write_nyu_mat(
 ) -> Path:
     """A v7.3 file with ``count`` images of ``pattern`` (leaving out the datasets in ``skip``)."""
     samples = [pattern(i, height, width) for i in range(count)]
+    return write_mat(path, samples, names, skip)
+
+
+def write_mat(
+    path: Path, samples: list[dict[str, np.ndarray]], names: bool = True, skip: tuple = ()
+) -> Path:
+    """Samples (``image`` H×W×3 uint8, ``depth`` H×W float32 metres, ``labels`` H×W uint16
+    NYU ids) as a v7.3 file: one gzip-compressed chunk per image, as MATLAB writes them."""
+    arrays = {
+        "images": np.stack([s["image"] for s in samples], -1),  # H×W×3×N
+        "depths": np.stack([s["depth"] for s in samples], -1),  # H×W×N
+        "labels": np.stack([s["labels"] for s in samples], -1),
+    }
+    classes = {"images": "uint8", "depths": "single", "labels": "uint16"}
     with h5py.File(path, "w", userblock_size=512) as file:
-        arrays = {
-            "images": np.stack([s["image"] for s in samples], -1),  # H×W×3×N
-            "depths": np.stack([s["depth"] for s in samples], -1),  # H×W×N
-            "labels": np.stack([s["labels"] for s in samples], -1),
-        }
         for name, array in arrays.items():
             if name in skip:
                 continue
@@ -62,21 +71,21 @@ def write_nyu_mat(
             dataset = file.create_dataset(
                 name, data=reversed_axes, chunks=chunks, compression="gzip", compression_opts=3
             )
-            dataset.attrs["MATLAB_class"] = np.bytes_(
-                {"images": "uint8", "depths": "single"}.get(name, "uint16")
-            )
+            dataset.attrs["MATLAB_class"] = np.bytes_(classes[name])
         if names:
-            refs = file.create_group("#refs#")
-            references = []
-            for i, name in enumerate(names894()):
-                chars = np.array([[ord(c)] for c in name], dtype=np.uint16)  # (len, 1)
-                char_array = refs.create_dataset(f"n{i}", data=chars)
-                char_array.attrs["MATLAB_class"] = np.bytes_("char")
-                references.append(char_array.ref)
-            cell = file.create_dataset(
-                "names", data=np.array([references], dtype=h5py.ref_dtype)
-            )  # MATLAB 894×1 cell → (1, 894)
-            cell.attrs["MATLAB_class"] = np.bytes_("cell")
+            write_names(file)
     with path.open("r+b") as file:
         file.write(HEADER.ljust(116) + bytes(8) + b"\x00\x02IM")  # text, subsystem, version
     return path
+
+
+def write_names(file: h5py.File) -> None:
+    """``names``: a MATLAB 894×1 cell, i.e. (1, 894) references to uint16 char arrays."""
+    refs = file.create_group("#refs#")
+    references = []
+    for i, name in enumerate(names894()):
+        chars = refs.create_dataset(f"n{i}", data=np.array([[ord(c)] for c in name], np.uint16))
+        chars.attrs["MATLAB_class"] = np.bytes_("char")
+        references.append(chars.ref)
+    cell = file.create_dataset("names", data=np.array([references], dtype=h5py.ref_dtype))
+    cell.attrs["MATLAB_class"] = np.bytes_("cell")
