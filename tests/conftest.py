@@ -52,5 +52,13 @@ def tiny(tmp_path: Path):
     return make
 
 
+@pytest.fixture(scope="session")
+def nyu_mat(tmp_path_factory) -> Path:
+    """A small file (1449 images of 6×8) in the official nyu_depth_v2_labeled.mat layout."""
+    from tests.nyu_mat import write_nyu_mat
+
+    return write_nyu_mat(tmp_path_factory.mktemp("nyu") / "nyu_depth_v2_labeled.mat")
+
+
 def dense_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "dense", *args]

@@ -2,7 +2,7 @@ import pytest
 
 from dense.config import apply_override, config_from_dict, load_config, to_toml
 from dense.errors import DenseError
-from tests.conftest import TINY, tiny_dict
+from tests.conftest import ROOT, TINY, tiny_dict
 
 
 def test_overrides_parse_toml_values_and_fall_back_to_text():
@@ -72,3 +72,8 @@ def test_a_config_needs_a_task():
 def test_default_experiment_is_valid():
     config = load_config("experiments/synthetic_joint.toml")
     assert set(config.tasks) == {"segmentation", "depth"}
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("experiments/*.toml")), ids=lambda p: p.name)
+def test_every_experiment_config_is_valid(path):
+    assert load_config(path).tasks

@@ -12,7 +12,6 @@ import pytest
 
 from dense.cli import main
 from dense.download import DownloadError, download
-from tests.nyu_mat import write_nyu_mat
 
 
 class Server:
@@ -126,8 +125,8 @@ def test_not_found_is_not_retried(server, tmp_path):
     assert server.ranges == [None]
 
 
-def test_dense_data_nyuv2_downloads_and_verifies(server, tmp_path, capsys):
-    mat = write_nyu_mat(tmp_path / "source.mat").read_bytes()
+def test_dense_data_nyuv2_downloads_and_verifies(server, tmp_path, capsys, nyu_mat):
+    mat = nyu_mat.read_bytes()
     server.files["/nyu.mat"] = mat
     server.cut_after = len(mat) // 3
     root = tmp_path / "data"

@@ -12,16 +12,19 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets.nyuv2 import MTANConfig, NYUv2, NYUv2Config, NYUv2MTAN, nyu_class_names
+from dense.config import load_config
 from dense.errors import DenseError
 from dense.geometry import nyu_intrinsics
+from dense.trainer import train
+from tests.conftest import ROOT
 from tests.nyu_mat import pattern, write_nyu_mat
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "nyuv2"
 
 
-@pytest.fixture(scope="module")
-def mat(tmp_path_factory) -> Path:
-    return write_nyu_mat(tmp_path_factory.mktemp("nyu") / "nyu_depth_v2_labeled.mat")
+@pytest.fixture
+def mat(nyu_mat) -> Path:
+    return nyu_mat
 
 
 def nyu(path: Path, split: str = "train", **options) -> NYUv2:
@@ -138,6 +141,34 @@ def test_label_ids_outside_the_894_classes(tmp_path):
         file["labels"][0] = labels
     with pytest.raises(DenseError, match="image 1 has label id 900"):
         nyu(path, "test")[0]  # image 1 is a test image
+
+
+def test_nyu_experiment_trains_on_the_file(nyu_mat, tmp_path):
+    """experiments/nyuv2_seg13_depth_resnet50.toml end to end on the small file (tiny encoder
+    and sizes): augmentation, both tasks, NYU depth evaluation."""
+    overrides = [
+        f"data.options.path={nyu_mat}",
+        f"run.out_dir={tmp_path}",
+        "run.device=cpu",
+        "model.encoder=test_resnet",
+        "model.pretrained=false",
+        "model.decoder_channels=16",
+        "data.options.height=24",
+        "data.options.width=32",
+        "data.augment.crop_height=24",
+        "data.augment.crop_width=32",
+        "data.augment.colour_jitter=0.2",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "train.steps=2",
+        "train.eval_every=2",
+        "train.eval_batches=2",
+        "train.preview_samples=1",
+    ]
+    config = load_config(ROOT / "experiments/nyuv2_seg13_depth_resnet50.toml", overrides)
+    result = train(config)
+    assert result.step == 2
+    assert len(result.metrics["segmentation"]) > 0 and result.metrics["depth"]["abs_rel"] > 0
 
 
 def write_mtan(root: Path, split: str, count: int) -> None:
