@@ -142,6 +142,31 @@ def test_the_photometric_loss_trains_depth_and_pose_together(tiny):
     assert sum(photometric[-10:]) < 0.8 * sum(photometric[:10])
 
 
+def test_a_short_run_improves_median_scaled_abs_rel_over_the_untrained_model(tiny):
+    """300 steps on eight synthetic scenes (48×64), no depth supervision: the median-scaled
+    abs rel on those scenes beats the untrained model's (measured 0.278 → 0.243; seeds 1 and
+    2 give 0.206 and 0.254). Held-out scenes need far longer runs (README)."""
+    from rich.console import Console
+
+    from dense import distributed
+    from dense.trainer import Trainer
+
+    config = tiny(
+        *SELFSUP,
+        "data.options.train_length=8",
+        "data.val_split=train",
+        "train.steps=300",
+        "train.eval_every=300",
+        "train.log_every=50",
+        "optim.lr=1e-3",
+    )
+    untrained = Trainer(config, distributed.setup("cpu"), Console(quiet=True))
+    untrained.prepare(resume=False, overwrite=False)
+    before = untrained.run_evaluation()["selfsup_depth"]["abs_rel"]
+    after = train(config, overwrite=True).metrics["selfsup_depth"]["abs_rel"]
+    assert after < 0.93 * before, (before, after)
+
+
 def test_joint_with_segmentation_and_structure_loss_on_predicted_boundaries(tiny, tmp_path):
     config = tiny(
         *SELFSUP,
