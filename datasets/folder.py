@@ -21,10 +21,11 @@ import torch
 from torch import Tensor
 
 from datasets.sequences import natural_key, read_intrinsics
+from dense.data import data_root
 from dense.errors import DenseError
 from dense.imageio import IMAGE_SUFFIXES, read_depth_png, read_labels, read_rgb
 from dense.registry import DATASETS
-from dense.transforms import resize
+from dense.transforms import check_size, resize
 
 
 @dataclass
@@ -42,11 +43,8 @@ class FolderDataset(torch.utils.data.Dataset):
     Config = FolderConfig
 
     def __init__(self, split: str, config: FolderConfig) -> None:
-        root = Path(config.root)
-        if not config.root or not root.is_dir():
-            raise DenseError(f"data.options.root: not a folder: '{config.root}'")
-        if (config.height > 0) != (config.width > 0):
-            raise DenseError("data.options.height and width must be given together")
+        root = data_root(config.root)
+        check_size(config.height, config.width)
         self.config = config
         self.ignore_index = config.ignore_index
         names = root / "classes.txt"

@@ -33,7 +33,7 @@ from torch import Tensor
 from dense.errors import DenseError
 from dense.geometry import nyu_intrinsics
 from dense.registry import DATASETS
-from dense.transforms import resize
+from dense.transforms import check_size, resize
 
 IGNORE_INDEX = 255
 NYU_IMAGES = 1449
@@ -92,8 +92,7 @@ class NYUv2(torch.utils.data.Dataset):
     ignore_index = IGNORE_INDEX
 
     def __init__(self, split: str, config: NYUv2Config) -> None:
-        if (config.height > 0) != (config.width > 0):
-            raise DenseError("data.options.height and width must be given together")
+        check_size(config.height, config.width)
         self.config = config
         self.path = Path(config.path)
         self.class_names = nyu_class_names(config.classes)
@@ -232,8 +231,7 @@ class NYUv2MTAN(torch.utils.data.Dataset):
     class_names = nyu_class_names(13)
 
     def __init__(self, split: str, config: MTANConfig) -> None:
-        if (config.height > 0) != (config.width > 0):
-            raise DenseError("data.options.height and width must be given together")
+        check_size(config.height, config.width)
         self.config = config
         self.folder = Path(config.root) / ("val" if split == "test" else split)
         if not (self.folder / "image").is_dir():

@@ -23,10 +23,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from dense.data import data_root
 from dense.errors import DenseError
 from dense.imageio import IMAGE_SUFFIXES, read_depth_png, read_rgb
 from dense.registry import DATASETS
-from dense.transforms import resize
+from dense.transforms import check_size, resize
 
 
 @dataclass
@@ -71,13 +72,10 @@ class Sequences(torch.utils.data.Dataset):
     Config = SequencesConfig
 
     def __init__(self, split: str, config: SequencesConfig) -> None:
-        root = Path(config.root)
-        if not config.root or not root.is_dir():
-            raise DenseError(f"data.options.root: not a folder: '{config.root}'")
+        root = data_root(config.root)
         if config.frame_stride < 1:
             raise DenseError("data.options.frame_stride must be at least 1")
-        if (config.height > 0) != (config.width > 0):
-            raise DenseError("data.options.height and width must be given together")
+        check_size(config.height, config.width)
         self.config = config
         self.scenes = [self.load_scene(folder) for folder in scene_folders(root, split)]
         stride = config.frame_stride

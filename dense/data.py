@@ -10,6 +10,7 @@ one would, whatever the number of DataLoader workers.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,6 +35,13 @@ def build_dataset(config: DataConfig, split: str, augment: bool = False) -> Data
         transform = JointTransform(config.augment, getattr(dataset, "ignore_index", 255))
         return Augmented(dataset, transform)
     return dataset
+
+
+def data_root(root: str) -> Path:
+    """``data.options.root`` as a folder that exists, or a clear error."""
+    if not root or not Path(root).is_dir():
+        raise DenseError(f"data.options.root: not a folder: '{root}'")
+    return Path(root)
 
 
 def data_info(dataset: Dataset) -> DataInfo:

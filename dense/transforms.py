@@ -18,6 +18,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from dense.config import AugmentConfig
+from dense.errors import DenseError
 from dense.geometry import crop_intrinsics, scale_intrinsics
 
 IMAGE_KEYS = ("image", "prev_image", "next_image")
@@ -42,6 +43,12 @@ def unwrap(sample: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def spatial(sample: dict[str, Tensor]) -> list[str]:
     return [key for key in (*IMAGE_KEYS, *MASK_KEYS) if key in sample]
+
+
+def check_size(height: int, width: int) -> None:
+    """A dataset's ``height``/``width`` options: both 0 (stored size) or both positive."""
+    if min(height, width) < 0 or (height > 0) != (width > 0):
+        raise DenseError("data.options.height and width must be given together (or both 0)")
 
 
 def resize(sample: dict[str, Tensor], height: int, width: int) -> dict[str, Tensor]:
