@@ -53,7 +53,8 @@ def predict_files(
 
 
 def training_size(trained: Trained) -> tuple[int, int] | None:
+    """The dataset's ``height``/``width`` options; None where it kept the stored size (0)."""
     options = trained.config.data.options
-    if "height" in options and "width" in options:
+    if options.get("height", 0) > 0 and options.get("width", 0) > 0:
         return options["height"], options["width"]
     return None

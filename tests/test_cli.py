@@ -81,3 +81,16 @@ def test_info_lists_plugins(capsys):
     assert main(["info", "--encoders", "resnet1*"]) == 0
     out = capsys.readouterr().out
     assert "segmentation" in out and "depth" in out and "synthetic" in out and "resnet18" in out
+
+
+def test_predict_keeps_the_stored_size_when_training_did():
+    from types import SimpleNamespace
+
+    from dense.predict import training_size
+
+    def trained(options: dict) -> SimpleNamespace:
+        return SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(options=options)))
+
+    assert training_size(trained({"height": 0, "width": 0, "path": "x.mat"})) is None
+    assert training_size(trained({"root": "frames"})) is None
+    assert training_size(trained({"height": 24, "width": 32})) == (24, 32)
