@@ -52,10 +52,13 @@ def download(
         except (urllib.error.URLError, HTTPException, OSError) as error:
             if attempt == retries or is_permanent(error):
                 received = part.stat().st_size if part.exists() else 0
-                raise DownloadError(
-                    f"download of {url} failed ({describe(error)}); {received} bytes kept in "
-                    f"{part}, the same command resumes from there"
-                ) from None
+                kept = (
+                    f"{received} bytes kept in {part}, the same command resumes from there"
+                    if received
+                    else "nothing received"
+                )
+                message = f"download of {url} failed ({describe(error)}); {kept}"
+                raise DownloadError(message) from None
             if console is not None:
                 console.print(f"connection lost ({describe(error)}); resuming")
     size = part.stat().st_size

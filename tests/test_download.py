@@ -54,7 +54,7 @@ class Server:
                 self.wfile.write(body)
 
             def log_message(self, *args) -> None:
-                pass
+                """Keep the test output quiet."""
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
