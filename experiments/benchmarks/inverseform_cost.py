@@ -7,7 +7,8 @@
    tiling, to separate the two effects.
 2. Parameters and FLOPs per tile of the inverse networks, with their held-out accuracy on real
    NYU boundaries when `dense fit-inverseform` reports are given.
-3. Training-step time of the default experiment with InverseForm on ÷ off (target ≤ 1.10).
+3. Training-step time of the default experiment with InverseForm on ÷ off (target ≤ 1.10),
+   the two runs' steps interleaved on the same batches, medians compared.
 
     python experiments/benchmarks/inverseform_cost.py [--reports runs/inverseform/*.json]
 """
@@ -86,18 +87,27 @@ def flops_per_tile(net: InverseNet) -> int:
     return total
 
 
-def step_time(overrides: list[str], steps: int) -> float:
-    config = load_config("experiments/synthetic_joint.toml", ["data.num_workers=0", *overrides])
-    context = distributed.Context(0, 1, 0, torch.device("cpu"))
-    trainer = Trainer(config, context, Console(quiet=True))
-    batches = iter(train_loader(trainer.train_set, config.data, 0, 0, context))
-    data = [to_device(next(batches), context.device) for _ in range(steps + 3)]
-    for batch in data[:3]:
-        trainer.train_step(batch)
-    start = time.perf_counter()
+def step_times(variants: list[list[str]], steps: int) -> list[float]:
+    """Median training-step time of each override set, their steps interleaved (on, off, on,
+    ...) on the same batches so that drift in the machine's speed hits both alike."""
+    trainers, data = [], None
+    for overrides in variants:
+        config = load_config("experiments/synthetic_joint.toml", ["data.num_workers=0", *overrides])
+        context = distributed.Context(0, 1, 0, torch.device("cpu"))
+        trainer = Trainer(config, context, Console(quiet=True))
+        if data is None:
+            batches = iter(train_loader(trainer.train_set, config.data, 0, 0, context))
+            data = [to_device(next(batches), context.device) for _ in range(steps + 3)]
+        for batch in data[:3]:
+            trainer.train_step(batch)
+        trainers.append(trainer)
+    times: list[list[float]] = [[] for _ in variants]
     for batch in data[3:]:
-        trainer.train_step(batch)
-    return (time.perf_counter() - start) / steps
+        for trainer, spent in zip(trainers, times, strict=True):
+            start = time.perf_counter()
+            trainer.train_step(batch)
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
 
 
 def main() -> None:
@@ -156,9 +166,8 @@ def main() -> None:
             f"tasks.{task}.structure.inverseform=0.3",
             f"tasks.{task}.structure.network='nyu13'",
         ]
-    off = step_time(["tasks.segmentation.boundary_head=true"], args.steps)
-    on = step_time(structure, args.steps)
-    print(f"3. training step, default experiment ({args.steps} steps, 2 threads)")
+    off, on = step_times([["tasks.segmentation.boundary_head=true"], structure], args.steps)
+    print(f"3. training step, default experiment (median of {args.steps} interleaved steps)")
     print(
         f"   InverseForm off {1000 * off:7.1f} ms   on {1000 * on:7.1f} ms   ratio {on / off:.3f}"
         f"   (target <= 1.10: {'met' if on / off <= 1.10 else 'MISSED'})"
