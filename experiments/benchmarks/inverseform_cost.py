@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, nargs=2, default=(120, 160))
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--reports", nargs="*", default=[], help="fit-inverseform .json reports")
     args = parser.parse_args()
     torch.manual_seed(0)
