@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("overrides", nargs="*", help="key=value fit options")
     fit.set_defaults(handler=run_fit_inverseform)
 
+    experiment = commands.add_parser(
+        "experiment", help="run a grid of arms × seeds and summarise it (tables, plots)"
+    )
+    experiment.add_argument("grid", help="grid TOML file ([grid] and [arms.NAME] tables)")
+    experiment.add_argument(
+        "--summary-only", action="store_true", help="only rebuild tables and plots"
+    )
+    experiment.set_defaults(handler=run_experiment)
+
     data = commands.add_parser("data", help="download and verify a dataset")
     data.add_argument("dataset", choices=["nyuv2"], help="nyuv2: the labelled NYU-Depth-v2 .mat")
     data.add_argument("--root", default="data/nyuv2", help="folder to put the file in")
@@ -142,6 +151,18 @@ def run_fit_inverseform(args: argparse.Namespace, console: Console) -> int:
         f"held-out Spearman(distance, magnitude): {report['spearman_distance_vs_magnitude']:.3f}"
     )
     console.print(f"saved {config.out}")
+    return 0
+
+
+def run_experiment(args: argparse.Namespace, console: Console) -> int:
+    from dense.experiment import load_grid, run_grid, write_plots, write_tables
+
+    grid = load_grid(args.grid)
+    if not args.summary_only:
+        run_grid(grid, console)
+    table = write_tables(grid, console)
+    plots = write_plots(grid)
+    console.print(f"results: {table}, {len(plots)} plot(s) in {grid.folder}")
     return 0
 
 

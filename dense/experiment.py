@@ -1,0 +1,242 @@
+"""Experiment grids: arms × seeds of one base config, run resumably, summarised as tables/plots.
+
+A grid file (TOML)::
+
+    [grid]
+    name = "segmentation_inverseform"
+    base = "experiments/synthetic_joint.toml"   # relative to the grid file
+    seeds = [0, 1, 2]
+    overrides = ["train.steps=300"]             # applied to every arm
+    metrics = ["segmentation/miou", "segmentation/bf3"]
+
+    [arms.ce]
+    overrides = []
+    [arms.ce_bce]
+    overrides = ["tasks.segmentation.boundary_head=true", "..."]
+
+Runs live in ``OUT/<grid>/<arm>/seed<k>/``; a run whose ``metrics.json`` reports the final
+step is finished and never rerun, an interrupted one resumes from its checkpoint. The summary
+goes to ``OUT/<grid>/``: ``results.md`` and ``results.csv`` (mean ± sample std over seeds),
+and ``<metric>.png`` per metric (validation value against step, mean over seeds, per arm).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomllib
+from PIL import Image, ImageDraw
+from rich.console import Console
+from rich.table import Table
+
+from dense.config import Config, build_dataclass, load_config
+from dense.errors import DenseError
+
+
+@dataclass
+class GridConfig:
+    name: str
+    base: str  # the base experiment TOML, relative to the grid file
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    overrides: list[str] = field(default_factory=list)  # for every arm
+    metrics: list[str] = field(default_factory=list)  # "task/metric" columns of the table
+    out_dir: str = "runs/grids"
+
+
+@dataclass
+class ArmConfig:
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Grid:
+    config: GridConfig
+    arms: dict[str, ArmConfig]
+    base: Path
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.config.out_dir) / self.config.name
+
+    def run_config(self, arm: str, seed: int) -> Config:
+        overrides = [
+            *self.config.overrides,
+            *self.arms[arm].overrides,
+            f"run.seed={seed}",
+            f"run.name=seed{seed}",
+            f"run.out_dir='{(self.folder / arm).as_posix()}'",
+        ]
+        return load_config(self.base, overrides)
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and check a grid file; every arm's config is validated before anything runs."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise DenseError(f"grid file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise DenseError(f"{path} is not valid TOML: {error}") from None
+    unknown = set(raw) - {"grid", "arms"}
+    if unknown or "grid" not in raw or not raw.get("arms"):
+        raise DenseError(f"{path}: needs a [grid] table and [arms.NAME] tables, nothing else")
+    config = build_dataclass(GridConfig, raw["grid"], "grid.")
+    arms = {
+        name: build_dataclass(ArmConfig, options, f"arms.{name}.")
+        for name, options in raw["arms"].items()
+    }
+    if not config.seeds:
+        raise DenseError(f"{path}: grid.seeds is empty")
+    grid = Grid(config, arms, (path.parent / config.base).resolve())
+    for arm in arms:
+        grid.run_config(arm, config.seeds[0])  # fails early, naming the bad key
+    return grid
+
+
+def finished(run_dir: Path, steps: int) -> bool:
+    summary = run_dir / "metrics.json"
+    return summary.is_file() and json.loads(summary.read_text()).get("step") == steps
+
+
+def run_grid(grid: Grid, console: Console) -> None:
+    """Train every arm × seed that has not finished (resuming interrupted runs)."""
+    from dense.trainer import train
+
+    jobs = [(arm, seed) for arm in grid.arms for seed in grid.config.seeds]
+    for number, (arm, seed) in enumerate(jobs, 1):
+        config = grid.run_config(arm, seed)
+        run_dir = grid.folder / arm / f"seed{seed}"
+        if finished(run_dir, config.train.steps):
+            console.print(f"[{number}/{len(jobs)}] {arm} seed {seed}: finished, skipped")
+            continue
+        console.print(f"[{number}/{len(jobs)}] {arm} seed {seed}")
+        train(config, resume=(run_dir / "last.pt").is_file(), console=console)
+
+
+def flatten(metrics: dict) -> dict[str, float]:
+    return {
+        f"{task}/{name}": value
+        for task, values in metrics.items()
+        if isinstance(values, dict)
+        for name, value in values.items()
+    }
+
+
+def summarise(grid: Grid) -> dict[str, dict[str, list[float]]]:
+    """arm → metric → the finished seeds' final values."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for arm in grid.arms:
+        values[arm] = {}
+        for seed in grid.config.seeds:
+            summary = grid.folder / arm / f"seed{seed}" / "metrics.json"
+            if not summary.is_file():
+                continue
+            for name, value in flatten(json.loads(summary.read_text())).items():
+                values[arm].setdefault(name, []).append(value)
+    return values
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def write_tables(grid: Grid, console: Console) -> Path:
+    """results.md, results.csv and a rich table of mean ± std per arm and metric."""
+    values = summarise(grid)
+    metrics = grid.config.metrics or sorted(
+        {m for arm in values.values() for m in arm if m.count("/") == 1}
+    )
+    table = Table(title=f"{grid.config.name} (mean ± std over seeds)", title_justify="left")
+    for column in ("arm", "seeds", *metrics):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    lines = [f"| arm | seeds | {' | '.join(metrics)} |", "|" + " --- |" * (len(metrics) + 2)]
+    folder = grid.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "results.csv").open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["arm", "seeds", *(f"{m} {s}" for m in metrics for s in ("mean", "std"))])
+        for arm, arm_values in values.items():
+            seeds = max((len(v) for v in arm_values.values()), default=0)
+            cells = [mean_std(arm_values.get(metric, [])) for metric in metrics]
+            text = [f"{mean:.4f} ± {std:.4f}" for mean, std in cells]
+            table.add_row(arm, str(seeds), *text)
+            lines.append(f"| {arm} | {seeds} | {' | '.join(text)} |")
+            writer.writerow([arm, seeds, *(f"{x:.10g}" for cell in cells for x in cell)])
+    (folder / "results.md").write_text("\n".join(lines) + "\n")
+    console.print(table)
+    return folder / "results.md"
+
+
+def curves(grid: Grid, metric: str) -> dict[str, list[tuple[int, float]]]:
+    """arm → (step, mean over seeds) of ``metric`` at every validation of the runs."""
+    out = {}
+    for arm in grid.arms:
+        by_step: dict[int, list[float]] = {}
+        for seed in grid.config.seeds:
+            log = grid.folder / arm / f"seed{seed}" / "metrics.jsonl"
+            if not log.is_file():
+                continue
+            for line in log.read_text().splitlines():
+                record = json.loads(line)
+                if record.get("split") == "val" and metric in record:
+                    by_step.setdefault(record["step"], []).append(record[metric])
+        out[arm] = [(step, statistics.fmean(v)) for step, v in sorted(by_step.items())]
+    return out
+
+
+COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189))
+
+
+def plot(series: dict[str, list[tuple[int, float]]], title: str, path: Path) -> bool:
+    """A small line chart (PNG): one polyline per arm, min/max ticks, legend; False if there
+    is nothing to draw."""
+    width, height, margin = 640, 400, 60
+    points = [p for line in series.values() for p in line]
+    if not points:
+        return False
+    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+    y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1e-6)
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+
+    def xy(step: float, value: float) -> tuple[float, float]:
+        return (
+            margin + (step - x0) / (x1 - x0) * (width - 2 * margin),
+            height - margin - (value - y0) / (y1 - y0) * (height - 2 * margin),
+        )
+
+    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
+    draw.text((margin, 20), title, fill="black")
+    draw.text((margin, height - margin + 8), f"step {x0}", fill="black")
+    draw.text((width - margin - 60, height - margin + 8), f"step {x1}", fill="black")
+    draw.text((4, height - margin - 6), f"{y0:.3g}", fill="black")
+    draw.text((4, margin - 6), f"{y1:.3g}", fill="black")
+    for index, (arm, line) in enumerate(series.items()):
+        colour = COLOURS[index % len(COLOURS)]
+        if len(line) > 1:
+            draw.line([xy(*p) for p in line], fill=colour, width=2)
+        for p in line:
+            cx, cy = xy(*p)
+            draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=colour)
+        draw.text((width - margin - 150, margin + 8 + 14 * index), arm, fill=colour)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return True
+
+
+def write_plots(grid: Grid) -> list[Path]:
+    paths = []
+    for metric in grid.config.metrics:
+        path = grid.folder / f"{metric.replace('/', '_')}.png"
+        if plot(curves(grid, metric), f"{grid.config.name}: {metric} (validation)", path):
+            paths.append(path)
+    return paths
