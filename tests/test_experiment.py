@@ -84,3 +84,13 @@ def test_bad_grids_fail_before_running(tmp_path):
     with pytest.raises(DenseError, match="needs a \\[grid\\] table"):
         load_grid(write_grid(tmp_path, ""))
     assert main(["experiment", str(tmp_path / "missing.toml")]) == 2
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(Path(__file__).resolve().parents[1].glob("experiments/grids/*.toml")),
+    ids=lambda p: p.name,
+)
+def test_every_shipped_grid_is_valid(path):
+    grid = load_grid(path)
+    assert len(grid.arms) >= 2 and len(grid.config.seeds) >= 3
