@@ -129,6 +129,8 @@ class DepthBoundaryErrors(Metric):
     edges to the nearest predicted edge; both in pixels, truncated at ``limit``. Edges are
     relative depth jumps above ``threshold`` (:func:`boundary_from_depth`) on valid pixels."""
 
+    lower_is_better = frozenset({"eps_acc", "eps_comp"})
+
     def __init__(self, threshold: float = 0.05, limit: int = 10, max_depth: float = 10.0):
         self.threshold, self.limit, self.max_depth = threshold, limit, max_depth
         self.reset()
@@ -171,6 +173,7 @@ class MetricGroup(Metric):
     def __init__(self, *metrics: Metric) -> None:
         self.metrics = metrics
         self.state = self.collect_state()
+        self.lower_is_better = frozenset().union(*(m.lower_is_better for m in metrics))
 
     def collect_state(self) -> dict[str, Tensor]:
         return {

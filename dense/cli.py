@@ -155,14 +155,17 @@ def run_fit_inverseform(args: argparse.Namespace, console: Console) -> int:
 
 
 def run_experiment(args: argparse.Namespace, console: Console) -> int:
-    from dense.experiment import load_grid, run_grid, write_plots, write_tables
+    from dense.experiment import load_grid, run_grid, write_pictures, write_plots, write_tables
 
     grid = load_grid(args.grid)
     if not args.summary_only:
         run_grid(grid, console)
     table = write_tables(grid, console)
     plots = write_plots(grid)
-    console.print(f"results: {table}, {len(plots)} plot(s) in {grid.folder}")
+    pictures = write_pictures(grid)
+    console.print(
+        f"results: {table}, {len(plots)} plot(s), {len(pictures)} picture(s) in {grid.folder}"
+    )
     return 0
 
 

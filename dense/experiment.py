@@ -8,6 +8,8 @@ A grid file (TOML)::
     seeds = [0, 1, 2]
     overrides = ["train.steps=300"]             # applied to every arm
     metrics = ["segmentation/miou", "segmentation/bf3"]
+    reference = { segmentation = "ce" }         # optional: task → single-task arm, for Δm
+    pictures = ["ce", "ce_bce"]                 # optional: arms compared in the pictures
 
     [arms.ce]
     overrides = []
@@ -16,8 +18,10 @@ A grid file (TOML)::
 
 Runs live in ``OUT/<grid>/<arm>/seed<k>/``; a run whose ``metrics.json`` reports the final
 step is finished and never rerun, an interrupted one resumes from its checkpoint. The summary
-goes to ``OUT/<grid>/``: ``results.md`` and ``results.csv`` (mean ± sample std over seeds),
-and ``<metric>.png`` per metric (validation value against step, mean over seeds, per arm).
+goes to ``OUT/<grid>/``: ``results.md`` and ``results.csv`` (mean ± sample std over seeds,
+plus Δm when single-task reference arms are named), ``<metric>.png`` per metric (validation
+value against step, mean over seeds, per arm), and ``<task>_examples.png`` per task
+(validation images | ground truth | each pictured arm's prediction, boundaries in white).
 """
 
 from __future__ import annotations
@@ -30,12 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
+import torch
 from PIL import Image, ImageDraw
 from rich.console import Console
 from rich.table import Table
+from torch import Tensor
 
 from dense.config import Config, build_dataclass, load_config
 from dense.errors import DenseError
+from dense.visualize import caption_columns, enlarge, image_grid, save_png, to_uint8
+from tasks.base import Task
 
 
 @dataclass
@@ -45,6 +53,9 @@ class GridConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     overrides: list[str] = field(default_factory=list)  # for every arm
     metrics: list[str] = field(default_factory=list)  # "task/metric" columns of the table
+    reference: dict[str, str] = field(default_factory=dict)  # task → its single-task arm (Δm)
+    pictures: list[str] = field(default_factory=list)  # arms in the example pictures; [] all
+    picture_samples: int = 4  # validation images in the example pictures
     out_dir: str = "runs/grids"
 
 
@@ -93,6 +104,11 @@ def load_grid(path: str | Path) -> Grid:
     }
     if not config.seeds:
         raise DenseError(f"{path}: grid.seeds is empty")
+    for key, named in (("reference", config.reference.values()), ("pictures", config.pictures)):
+        if unknown := [arm for arm in named if arm not in arms]:
+            raise DenseError(f"{path}: grid.{key} names arms that do not exist: {unknown}")
+    if unmeasured := [t for t in config.reference if not task_metrics(config.metrics, t)]:
+        raise DenseError(f"{path}: grid.metrics has no metric of reference task(s) {unmeasured}")
     grid = Grid(config, arms, (path.parent / config.base).resolve())
     for arm in arms:
         grid.run_config(arm, config.seeds[0])  # fails early, naming the bad key
@@ -142,6 +158,49 @@ def summarise(grid: Grid) -> dict[str, dict[str, list[float]]]:
     return values
 
 
+def task_metrics(metrics: list[str], task: str) -> list[str]:
+    return [metric for metric in metrics if metric.startswith(f"{task}/")]
+
+
+def lower_is_better(grid: Grid) -> set[str]:
+    """The "task/metric" names of the reference tasks where lower is better, as their metric
+    classes declare (read from the reference arms' first finished run)."""
+    from dense.assemble import load_trained
+
+    lower = set()
+    for task, arm in grid.config.reference.items():
+        runs = [grid.folder / arm / f"seed{seed}" / "last.pt" for seed in grid.config.seeds]
+        if found := [run for run in runs if run.is_file()]:
+            metric = load_trained(found[0]).tasks[task].metric()
+            lower |= {f"{task}/{name}" for name in metric.lower_is_better}
+    return lower
+
+
+def delta_m(grid: Grid, values: dict[str, dict[str, list[float]]]) -> dict[str, list[float]]:
+    """arm → Δm (%) of each of its seeds: the mean over tasks of the mean relative gain over the
+    task's single-task reference arm (mean over its seeds) on the task's grid metrics, signed
+    so that positive is better (Maninis et al. 2019; Vandenhende et al. 2021)."""
+    reference = grid.config.reference
+    if not reference:
+        return {}
+    lower = lower_is_better(grid)
+    out = {}
+    for arm, arm_values in values.items():
+        gains = []  # per task: per seed
+        for task, reference_arm in reference.items():
+            per_metric = []
+            for metric in task_metrics(grid.config.metrics, task):
+                base = statistics.fmean(values[reference_arm].get(metric) or [math.nan])
+                sign = -1.0 if metric in lower else 1.0
+                per_metric.append([sign * (v - base) / base for v in arm_values.get(metric, [])])
+            if not all(per_metric):
+                break  # the arm lacks this task: no Δm
+            gains.append([statistics.fmean(seed) for seed in zip(*per_metric, strict=True)])
+        else:
+            out[arm] = [100 * statistics.fmean(seed) for seed in zip(*gains, strict=True)]
+    return out
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     if not values:
         return math.nan, math.nan
@@ -149,11 +208,15 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def write_tables(grid: Grid, console: Console) -> Path:
-    """results.md, results.csv and a rich table of mean ± std per arm and metric."""
+    """results.md, results.csv and a rich table of mean ± std per arm and metric (and Δm)."""
     values = summarise(grid)
     metrics = grid.config.metrics or sorted(
         {m for arm in values.values() for m in arm if m.count("/") == 1}
     )
+    if gains := delta_m(grid, values):
+        for arm, arm_gains in gains.items():
+            values[arm]["Δm (%)"] = arm_gains
+        metrics = [*metrics, "Δm (%)"]
     table = Table(title=f"{grid.config.name} (mean ± std over seeds)", title_justify="left")
     for column in ("arm", "seeds", *metrics):
         table.add_column(column, justify="left" if column == "arm" else "right")
@@ -162,11 +225,12 @@ def write_tables(grid: Grid, console: Console) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "results.csv").open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["arm", "seeds", *(f"{m} {s}" for m in metrics for s in ("mean", "std"))])
+        names = [m.replace("Δm (%)", "delta_m_percent") for m in metrics]
+        writer.writerow(["arm", "seeds", *(f"{m} {s}" for m in names for s in ("mean", "std"))])
         for arm, arm_values in values.items():
             seeds = max((len(v) for v in arm_values.values()), default=0)
             cells = [mean_std(arm_values.get(metric, [])) for metric in metrics]
-            text = [f"{mean:.4f} ± {std:.4f}" for mean, std in cells]
+            text = ["—" if math.isnan(mean) else f"{mean:.4f} ± {std:.4f}" for mean, std in cells]
             table.add_row(arm, str(seeds), *text)
             lines.append(f"| {arm} | {seeds} | {' | '.join(text)} |")
             writer.writerow([arm, seeds, *(f"{x:.10g}" for cell in cells for x in cell)])
@@ -239,4 +303,52 @@ def write_plots(grid: Grid) -> list[Path]:
         path = grid.folder / f"{metric.replace('/', '_')}.png"
         if plot(curves(grid, metric), f"{grid.config.name}: {metric} (validation)", path):
             paths.append(path)
+    return paths
+
+
+def draw(task: Task, value: Tensor) -> Tensor | None:
+    """``task.render`` of a decoded value with its ``outline`` painted white."""
+    picture = task.render(value)
+    outline = task.outline(value)
+    if picture is not None and outline is not None:
+        picture[:, outline] = 255
+    return picture
+
+
+@torch.no_grad()
+def write_pictures(grid: Grid) -> list[Path]:
+    """``<task>_examples.png`` per drawable task: the first validation images | ground truth |
+    the prediction of each pictured arm's first seed, boundaries drawn in white."""
+    from dense.assemble import load_trained
+    from dense.data import build_dataset
+
+    seed = grid.config.seeds[0]
+    runs = {arm: grid.folder / arm / f"seed{seed}" / "last.pt" for arm in grid.config.pictures}
+    runs = runs or {arm: grid.folder / arm / f"seed{seed}" / "last.pt" for arm in grid.arms}
+    trained = {arm: load_trained(path) for arm, path in runs.items() if path.is_file()}
+    if not trained:
+        return []
+    data = next(iter(trained.values())).config.data
+    dataset = build_dataset(data, data.val_split)
+    samples = [dataset[i] for i in range(min(grid.config.picture_samples, len(dataset)))]
+    images = torch.stack([sample["image"] for sample in samples])
+    outputs = {arm: run.model(images) for arm, run in trained.items()}
+    scale = max(1, 256 // images.shape[-1])
+    paths = []
+    for name in dict.fromkeys(name for run in trained.values() for name in run.tasks):
+        arms = [arm for arm, run in trained.items() if name in run.tasks]
+        rows = []
+        for i, sample in enumerate(samples):
+            target = sample[trained[arms[0]].tasks[name].target_key]
+            row = [to_uint8(sample["image"]), draw(trained[arms[0]].tasks[name], target)]
+            for arm in arms:
+                task = trained[arm].tasks[name]
+                prediction = task.decode(outputs[arm][name][i : i + 1])[0]
+                row.append(draw(task, task.align(prediction, target)))
+            rows.append([enlarge(picture, scale) for picture in row if picture is not None])
+        if len(rows[0]) < 3:  # the task draws nothing
+            continue
+        path = grid.folder / f"{name}_examples.png"
+        save_png(caption_columns(image_grid(rows), ["image", "ground truth", *arms]), path)
+        paths.append(path)
     return paths

@@ -15,9 +15,11 @@ from dense import distributed
 
 
 class Metric(ABC):
-    """Base class: subclasses fill ``self.state`` (name → tensor of sums) in ``reset``."""
+    """Base class: subclasses fill ``self.state`` (name → tensor of sums) in ``reset`` and
+    name the results where lower is better in ``lower_is_better`` (higher is better otherwise)."""
 
     state: dict[str, Tensor]
+    lower_is_better: frozenset[str] = frozenset()
 
     @abstractmethod
     def reset(self) -> None: ...
@@ -80,6 +82,7 @@ class ConfusionMatrix(Metric):
 
 
 DEPTH_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "delta1", "delta2", "delta3")
+DEPTH_ERRORS = frozenset(DEPTH_KEYS[:5])  # lower is better; the δ thresholds higher
 
 
 # the Eigen crop, as fractions of a 480×640 NYU image: rows 45–470, columns 41–600
@@ -102,6 +105,8 @@ class DepthMetrics(Metric):
     predictions are clamped to the same range, after per-image median scaling if asked for
     (monocular models with unknown scale). Images without a valid pixel are skipped.
     """
+
+    lower_is_better = DEPTH_ERRORS
 
     def __init__(
         self,
@@ -156,9 +161,7 @@ def depth_errors(
     keep = count > 0
     pred, gt, valid, count = pred[keep], gt[keep], valid[keep], count[keep].float()
     if median_scaling:
-        nan = torch.full_like(gt, torch.nan)
-        gt_median = gt.where(valid, nan).nanmedian(1).values
-        pred = pred * (gt_median / pred.where(valid, nan).nanmedian(1).values)[:, None]
+        pred = median_scale(pred, gt, valid)
     gt_safe = torch.where(valid, gt, torch.ones_like(gt))
     pred = torch.where(valid, pred.clamp(min_depth, max_depth), torch.ones_like(pred))
 
@@ -180,3 +183,11 @@ def depth_errors(
         ],
         dim=1,
     )
+
+
+def median_scale(prediction: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """Scale each row of (N, P) ``prediction`` by median(target) / median(prediction) over its
+    ``valid`` pixels: the evaluation of depth known only up to scale."""
+    nan = torch.full_like(target, torch.nan)
+    target_median = target.where(valid, nan).nanmedian(1).values
+    return prediction * (target_median / prediction.where(valid, nan).nanmedian(1).values)[:, None]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from torch import Tensor
 
 # hand-picked anchors of a dark-to-bright colour map (colorize_depth draws near as bright)
@@ -76,6 +76,22 @@ def image_grid(rows: list[list[Tensor]], gap: int = 2) -> Tensor:
             top, left = r * (height + gap), c * (width + gap)
             grid[:, top : top + height, left : left + width] = picture
     return grid
+
+
+def enlarge(picture: Tensor, factor: int) -> Tensor:
+    """(C, H, W) picture scaled up ``factor`` times by pixel repetition."""
+    return picture.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+
+
+def caption_columns(grid: Tensor, captions: list[str], gap: int = 2, height: int = 16) -> Tensor:
+    """A white strip above an :func:`image_grid` of ``len(captions)`` columns, naming each."""
+    width = (grid.shape[-1] + gap) // len(captions)
+    strip = Image.new("RGB", (grid.shape[-1], height), "white")
+    pen = ImageDraw.Draw(strip)
+    for index, caption in enumerate(captions):
+        pen.text((index * width + 2, 2), caption, fill="black")
+    top = torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1)
+    return torch.cat([top, grid], dim=-2)
 
 
 def save_png(image: Tensor, path: Path) -> None:

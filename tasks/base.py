@@ -98,6 +98,16 @@ class Task(ABC):
         """A decoded prediction or a target (C, H, W) as a uint8 RGB picture, if drawable."""
         return None
 
+    def outline(self, value: Tensor) -> Tensor | None:
+        """(H, W) bool boundaries of a decoded prediction or target (C, H, W), drawn over
+        ``render`` in comparison pictures; None when the task has none."""
+        return None
+
+    def align(self, value: Tensor, target: Tensor) -> Tensor:
+        """A decoded prediction made comparable to its target for display (depth known only
+        up to scale is median-scaled, say); unchanged by default."""
+        return value
+
     def save(self, value: Tensor, stem: Path) -> list[Path]:
         """Write one decoded prediction (C, H, W) next to ``stem``; return the files written."""
         return []

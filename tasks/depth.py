@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from dense.boundary_metrics import DepthBoundaryErrors, MetricGroup
 from dense.errors import DenseError
 from dense.layers import ConvHead
-from dense.metrics import EIGEN_CROP, DepthMetrics, Metric
+from dense.metrics import EIGEN_CROP, DepthMetrics, Metric, median_scale
 from dense.registry import TASKS
 from dense.visualize import colorize_depth, save_png, save_png16
 from losses.boundary import boundary_from_depth, soft_depth_edges
@@ -109,6 +109,17 @@ class Depth(Task):
 
     def render(self, value: Tensor) -> Tensor:
         return colorize_depth(value, self.config.min_depth, self.config.max_depth)
+
+    def outline(self, value: Tensor) -> Tensor:
+        depth = value.reshape(1, 1, *value.shape[-2:]).float()
+        return boundary_from_depth(depth, self.config.edge_threshold, 1)[0, 0] > 0
+
+    def align(self, value: Tensor, target: Tensor) -> Tensor:
+        if not self.config.median_scaling:
+            return value
+        flat, goal = value.reshape(1, -1).float(), target.reshape(1, -1).float()
+        scaled = median_scale(flat, goal, self.valid(goal))
+        return scaled.reshape(value.shape).clamp(self.config.min_depth, self.config.max_depth)
 
     def save(self, value: Tensor, stem: Path) -> list[Path]:
         colour = stem.with_name(f"{stem.name}_{self.name}.png")

@@ -118,6 +118,10 @@ class Segmentation(Task):
     def render(self, value: Tensor) -> Tensor:
         return colorize_labels(value, self.num_classes, self.ignore_index)
 
+    def outline(self, value: Tensor) -> Tensor:
+        edges, _ = boundary_from_labels(value.reshape(1, *value.shape[-2:]), 1, self.ignore_index)
+        return edges[0, 0] > 0
+
     def save(self, value: Tensor, stem: Path) -> list[Path]:
         path = stem.with_name(f"{stem.name}_{self.name}.png")
         save_png(self.render(value), path)

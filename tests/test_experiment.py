@@ -7,6 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -47,32 +48,96 @@ overrides = [
 """
 
 
-def test_grid_runs_summarises_and_skips_finished_runs(tmp_path, capsys):
-    grid = write_grid(tmp_path, ARMS)
+REFERENCED = """
+reference = { segmentation = "segmentation_only", depth = "depth_only" }
+pictures = ["joint", "bce"]
+picture_samples = 3
+
+[arms.segmentation_only]
+overrides = ["tasks={}", "tasks.segmentation={}"]
+[arms.depth_only]
+overrides = ["tasks={}", "tasks.depth={}"]
+[arms.joint]
+overrides = []
+[arms.bce]
+overrides = [
+    "tasks.segmentation.boundary_head=true",
+    "tasks.segmentation.structure.boundary_bce=1.0",
+]
+"""
+
+
+def expected_delta_m(finals: dict, arm: str, seed: int) -> float:
+    """Δm by hand: miou higher is better, abs_rel lower is better, one metric per task."""
+    miou = statistics.fmean(finals["segmentation_only", s]["segmentation"]["miou"] for s in (0, 1))
+    rel = statistics.fmean(finals["depth_only", s]["depth"]["abs_rel"] for s in (0, 1))
+    run = finals[arm, seed]
+    gain_seg = (run["segmentation"]["miou"] - miou) / miou
+    gain_depth = -(run["depth"]["abs_rel"] - rel) / rel
+    return 100 * (gain_seg + gain_depth) / 2
+
+
+ARMS_OF_RUN_GRID = ("segmentation_only", "depth_only", "joint", "bce")
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory) -> tuple[Path, Path, dict]:
+    """The REFERENCED grid run once: (grid file, its folder, (arm, seed) → metrics.json)."""
+    tmp_path = tmp_path_factory.mktemp("grid")
+    grid = write_grid(tmp_path, REFERENCED)
     assert main(["experiment", str(grid)]) == 0
     folder = tmp_path / "grids" / "g"
     finals = {
         (arm, seed): json.loads((folder / arm / f"seed{seed}" / "metrics.json").read_text())
-        for arm in ("plain", "bce")
+        for arm in ARMS_OF_RUN_GRID
         for seed in (0, 1)
     }
+    return grid, folder, finals
+
+
+def test_grid_tables_hold_mean_and_std_over_seeds(ran):
+    _, folder, finals = ran
     assert all(f["step"] == 2 for f in finals.values())
     # seeds differ, so the std is a real one
-    plain = [finals["plain", s]["depth"]["abs_rel"] for s in (0, 1)]
-    assert plain[0] != plain[1]
+    joint = [finals["joint", s]["depth"]["abs_rel"] for s in (0, 1)]
+    assert joint[0] != joint[1]
     rows = {row["arm"]: row for row in csv.DictReader((folder / "results.csv").open())}
-    assert float(rows["plain"]["depth/abs_rel mean"]) == pytest.approx(statistics.fmean(plain))
-    assert float(rows["plain"]["depth/abs_rel std"]) == pytest.approx(statistics.stdev(plain))
+    assert float(rows["joint"]["depth/abs_rel mean"]) == pytest.approx(statistics.fmean(joint))
+    assert float(rows["joint"]["depth/abs_rel std"]) == pytest.approx(statistics.stdev(joint))
     assert rows["bce"]["seeds"] == "2"
     markdown = (folder / "results.md").read_text()
-    assert "| plain | 2 |" in markdown and "±" in markdown
+    assert "| joint | 2 |" in markdown and "±" in markdown
     plot = Image.open(folder / "segmentation_miou.png")
     assert plot.size == (640, 400)
-    capsys.readouterr()
 
+
+def test_delta_m_is_measured_against_the_single_task_arms(ran):
+    _, folder, finals = ran
+    rows = {row["arm"]: row for row in csv.DictReader((folder / "results.csv").open())}
+    for arm in ("joint", "bce"):
+        by_seed = [expected_delta_m(finals, arm, seed) for seed in (0, 1)]
+        assert float(rows[arm]["delta_m_percent mean"]) == pytest.approx(statistics.fmean(by_seed))
+        assert float(rows[arm]["delta_m_percent std"]) == pytest.approx(statistics.stdev(by_seed))
+    assert rows["depth_only"]["delta_m_percent mean"] == "nan"  # lacks a task: no Δm
+    assert "Δm (%)" in (folder / "results.md").read_text()
+
+
+def test_example_pictures_compare_the_pictured_arms_with_boundaries(ran):
+    _, folder, _ = ran
+    # image | ground truth | joint | bce, 3 rows of 32×48 enlarged 5× (256 // 48), a caption strip
+    for task in ("segmentation", "depth"):
+        picture = np.asarray(Image.open(folder / f"{task}_examples.png"))
+        assert picture.shape == (16 + 3 * 160 + 2 * 2, 4 * 240 + 3 * 2, 3)
+        ground_truth = picture[16:176, 242:482]
+        assert (ground_truth == 255).all(-1).any(), "boundaries are drawn in white"
+        assert (picture[:16] < 128).any(), "columns are captioned"
+
+
+def test_rerunning_a_grid_skips_finished_runs(ran, capsys):
+    grid, folder, _ = ran
     stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("last.pt")}
     assert main(["experiment", str(grid)]) == 0
-    assert "finished, skipped" in capsys.readouterr().out
+    assert capsys.readouterr().out.count("finished, skipped") == 8
     assert stamps == {p: p.stat().st_mtime_ns for p in folder.rglob("last.pt")}
 
 
@@ -81,6 +146,10 @@ def test_bad_grids_fail_before_running(tmp_path):
         load_grid(write_grid(tmp_path, "[arms.bad]\noverrides = 3\n"))
     with pytest.raises(DenseError, match="unknown config key 'train.stepz'"):
         load_grid(write_grid(tmp_path, '[arms.typo]\noverrides = ["train.stepz=3"]\n'))
+    with pytest.raises(DenseError, match="grid.pictures names arms that do not exist"):
+        load_grid(write_grid(tmp_path, 'pictures = ["nope"]\n' + ARMS))
+    with pytest.raises(DenseError, match="no metric of reference task"):
+        load_grid(write_grid(tmp_path, 'reference = { normals = "plain" }\n' + ARMS))
     with pytest.raises(DenseError, match="needs a \\[grid\\] table"):
         load_grid(write_grid(tmp_path, ""))
     assert main(["experiment", str(tmp_path / "missing.toml")]) == 2

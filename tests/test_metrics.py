@@ -56,3 +56,38 @@ def test_depth_metrics_average_per_image_and_skip_empty_images():
     metric.update(prediction, target)
     assert metric.state["images"].item() == 2
     assert metric.compute()["abs_rel"] == pytest.approx((0 + 0.5) / 2)
+
+
+def test_tasks_declare_which_results_are_better_lower():
+    from tasks.base import DataInfo
+    from tasks.depth import Depth, DepthConfig
+    from tasks.segmentation import Segmentation, SegmentationConfig
+
+    info = DataInfo(("a", "b"), 255)
+    depth = Depth("depth", DepthConfig(), info).metric()
+    errors = {"abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "eps_acc", "eps_comp"}
+    assert depth.lower_is_better == errors
+    assert errors < set(depth.compute()) and "delta1" in depth.compute()
+    assert Segmentation("seg", SegmentationConfig(), info).metric().lower_is_better == set()
+
+
+def test_display_alignment_and_outlines_of_tasks():
+    from tasks.base import DataInfo
+    from tasks.depth import Depth, DepthConfig
+    from tasks.segmentation import Segmentation, SegmentationConfig
+
+    info = DataInfo(("a", "b"), 255)
+    target = torch.full((1, 4, 6), 2.0)
+    target[..., 3:] = 4.0
+    target[0, 0, 0] = 0.0  # invalid: ignored by the median
+    plain = Depth("depth", DepthConfig(), info)
+    scaled = Depth("depth", DepthConfig(median_scaling=True), info)
+    prediction = target.clamp(min=1.0) * 0.5
+    assert torch.equal(plain.align(prediction, target), prediction)
+    aligned = scaled.align(prediction, target)
+    assert torch.allclose(aligned[..., 1:], target[..., 1:])  # median ratio 2 recovered
+    # a depth jump between columns 2 and 3, a class border at the same place
+    assert plain.outline(target[..., 1:, :]).nonzero()[:, 1].unique().tolist() == [2, 3]
+    labels = (target > 3).long()
+    segmentation = Segmentation("seg", SegmentationConfig(), info)
+    assert segmentation.outline(labels).nonzero()[:, 1].unique().tolist() == [2, 3]
