@@ -1,11 +1,14 @@
-# Two entry points: `make run` (train the default experiment) and `make test`.
-# Both create or refresh the virtual environment in .venv first.
+# Two entry points: `make run` (train the default experiment) and `make test`; `make grids`
+# runs the InverseForm experiment grids (about 2 h on 2 CPU cores, resumable).
+# All create or refresh the virtual environment in .venv first.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= experiments/synthetic_joint.toml
+GRIDS ?= segmentation depth joint selfsup
+MLP_NET := runs/inverseform/nyu_mlp4.pt
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint venv clean grids
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +20,15 @@ venv: $(BIN)/.installed
 
 run: venv
 	$(BIN)/dense train $(CONFIG) --resume
+
+# the segmentation grid's MLP arm needs the paper-style inverse network, fitted on the NYU
+# label maps in ../shared (2 min)
+$(MLP_NET): | venv
+	$(BIN)/dense fit-inverseform source=../shared/nyuv2/labels13 ignore_index=0 steps=2000 \
+		kind=mlp out=$@
+
+grids: venv $(MLP_NET)
+	for grid in $(GRIDS); do $(BIN)/dense experiment experiments/grids/$$grid.toml || exit 1; done
 
 lint: venv
 	$(BIN)/ruff check .
