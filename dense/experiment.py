@@ -158,6 +158,9 @@ def summarise(grid: Grid) -> dict[str, dict[str, list[float]]]:
     return values
 
 
+DELTA_M = "Δm (%)"  # its table column; "delta_m_percent" in the CSV
+
+
 def task_metrics(metrics: list[str], task: str) -> list[str]:
     return [metric for metric in metrics if metric.startswith(f"{task}/")]
 
@@ -215,8 +218,8 @@ def write_tables(grid: Grid, console: Console) -> Path:
     )
     if gains := delta_m(grid, values):
         for arm, arm_gains in gains.items():
-            values[arm]["Δm (%)"] = arm_gains
-        metrics = [*metrics, "Δm (%)"]
+            values[arm][DELTA_M] = arm_gains
+        metrics = [*metrics, DELTA_M]
     table = Table(title=f"{grid.config.name} (mean ± std over seeds)", title_justify="left")
     for column in ("arm", "seeds", *metrics):
         table.add_column(column, justify="left" if column == "arm" else "right")
@@ -225,7 +228,7 @@ def write_tables(grid: Grid, console: Console) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "results.csv").open("w", newline="") as file:
         writer = csv.writer(file)
-        names = [m.replace("Δm (%)", "delta_m_percent") for m in metrics]
+        names = ["delta_m_percent" if m == DELTA_M else m for m in metrics]
         writer.writerow(["arm", "seeds", *(f"{m} {s}" for m in names for s in ("mean", "std"))])
         for arm, arm_values in values.items():
             seeds = max((len(v) for v in arm_values.values()), default=0)
