@@ -263,30 +263,37 @@ COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
 
 
 def plot(series: dict[str, list[tuple[int, float]]], title: str, path: Path) -> bool:
-    """A small line chart (PNG): one polyline per arm, min/max ticks, legend; False if there
-    is nothing to draw."""
-    width, height, margin = 640, 400, 60
+    """A small line chart (PNG): one polyline per arm, a tick and grid line at every step and
+    at five values, the legend right of the frame; False if there is nothing to draw."""
+    width, height, left, right, top, bottom = 800, 400, 70, 590, 50, 340
     points = [p for line in series.values() for p in line]
     if not points:
         return False
-    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+    steps = sorted({p[0] for p in points})
+    x0, x1 = steps[0], max(steps[-1], steps[0] + 1)
     y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
-    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1e-6)
+    y1 = y1 if y1 > y0 else y0 + 1e-6
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
 
     def xy(step: float, value: float) -> tuple[float, float]:
         return (
-            margin + (step - x0) / (x1 - x0) * (width - 2 * margin),
-            height - margin - (value - y0) / (y1 - y0) * (height - 2 * margin),
+            left + (step - x0) / (x1 - x0) * (right - left),
+            bottom - (value - y0) / (y1 - y0) * (bottom - top),
         )
 
-    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
-    draw.text((margin, 20), title, fill="black")
-    draw.text((margin, height - margin + 8), f"step {x0}", fill="black")
-    draw.text((width - margin - 60, height - margin + 8), f"step {x1}", fill="black")
-    draw.text((4, height - margin - 6), f"{y0:.3g}", fill="black")
-    draw.text((4, margin - 6), f"{y1:.3g}", fill="black")
+    for step in steps:
+        x = xy(step, y0)[0]
+        draw.line([x, top, x, bottom], fill=(225, 225, 225))
+        draw.text((x - 12, bottom + 8), str(step), fill="black")
+    for i in range(5):
+        value = y0 + (y1 - y0) * i / 4
+        y = xy(x0, value)[1]
+        draw.line([left, y, right, y], fill=(225, 225, 225))
+        draw.text((6, y - 6), f"{value:.4g}", fill="black")
+    draw.rectangle([left, top, right, bottom], outline="black")
+    draw.text((left, 18), title, fill="black")
+    draw.text(((left + right) // 2 - 30, bottom + 26), "training step", fill="black")
     for index, (arm, line) in enumerate(series.items()):
         colour = COLOURS[index % len(COLOURS)]
         if len(line) > 1:
@@ -294,7 +301,8 @@ def plot(series: dict[str, list[tuple[int, float]]], title: str, path: Path) -> 
         for p in line:
             cx, cy = xy(*p)
             draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=colour)
-        draw.text((width - margin - 150, margin + 8 + 14 * index), arm, fill=colour)
+        draw.line([right + 12, top + 7 + 16 * index, right + 30, top + 7 + 16 * index], colour, 3)
+        draw.text((right + 36, top + 16 * index), arm, fill=colour)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return True
@@ -304,7 +312,9 @@ def write_plots(grid: Grid) -> list[Path]:
     paths = []
     for metric in grid.config.metrics:
         path = grid.folder / f"{metric.replace('/', '_')}.png"
-        if plot(curves(grid, metric), f"{grid.config.name}: {metric} (validation)", path):
+        seeds = len(grid.config.seeds)
+        title = f"{grid.config.name}: {metric} (validation, mean over {seeds} seeds)"
+        if plot(curves(grid, metric), title, path):
             paths.append(path)
     return paths
 

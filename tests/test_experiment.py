@@ -108,7 +108,7 @@ def test_grid_tables_hold_mean_and_std_over_seeds(ran):
     markdown = (folder / "results.md").read_text()
     assert "| joint | 2 |" in markdown and "±" in markdown
     plot = Image.open(folder / "segmentation_miou.png")
-    assert plot.size == (640, 400)
+    assert plot.size == (800, 400)
 
 
 def test_delta_m_is_measured_against_the_single_task_arms(ran):
