@@ -17,7 +17,9 @@ A grid file (TOML)::
     overrides = ["tasks.segmentation.boundary_head=true", "..."]
 
 Runs live in ``OUT/<grid>/<arm>/seed<k>/``; a run whose ``metrics.json`` reports the final
-step is finished and never rerun, an interrupted one resumes from its checkpoint. The summary
+step is finished and never rerun, an interrupted one resumes from its checkpoint, and one whose
+config equals a finished run's in another arm or grid under ``OUT`` (a shared single-task
+reference, say) is copied from it: training is deterministic, so it would repeat it. The summary
 goes to ``OUT/<grid>/``: ``results.md`` and ``results.csv`` (mean ± sample std over seeds,
 plus Δm when single-task reference arms are named), ``<metric>.png`` per metric (validation
 value against step, mean over seeds, per arm), and ``<task>_examples.png`` per task
@@ -29,6 +31,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +43,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import Tensor
 
-from dense.config import Config, build_dataclass, load_config
+from dense.config import Config, build_dataclass, load_config, to_toml
 from dense.errors import DenseError
 from dense.visualize import caption_columns, enlarge, image_grid, save_png, to_uint8
 from tasks.base import Task
@@ -120,19 +123,50 @@ def finished(run_dir: Path, steps: int) -> bool:
     return summary.is_file() and json.loads(summary.read_text()).get("step") == steps
 
 
+def recipe(saved: dict) -> dict:
+    """A saved run config without where the run is kept: equal recipes train identical runs."""
+    return {**saved, "run": {k: v for k, v in saved["run"].items() if k not in ("out_dir", "name")}}
+
+
+def saved_recipe(path: Path) -> dict | None:
+    try:
+        return recipe(tomllib.loads(path.read_text()))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, AttributeError):
+        return None  # not a run's config (or a damaged one): no twin of anything
+
+
+def find_twin(grid: Grid, config: Config) -> Path | None:
+    """A finished run under the grid's ``out_dir`` with the same recipe as ``config``."""
+    wanted = recipe(tomllib.loads(to_toml(config.to_dict())))
+    for saved in sorted(Path(grid.config.out_dir).glob("*/*/*/config.toml")):
+        if saved_recipe(saved) == wanted and finished(saved.parent, config.train.steps):
+            return saved.parent
+    return None
+
+
+def copy_run(source: Path, run_dir: Path, config: Config) -> None:
+    shutil.copytree(source, run_dir, dirs_exist_ok=True)
+    (run_dir / "config.toml").write_text(to_toml(config.to_dict()))
+
+
 def run_grid(grid: Grid, console: Console) -> None:
-    """Train every arm × seed that has not finished (resuming interrupted runs)."""
+    """Train every arm × seed that has not finished (resuming interrupted runs, copying runs
+    that a finished run with the same config already holds)."""
     from dense.trainer import train
 
     jobs = [(arm, seed) for arm in grid.arms for seed in grid.config.seeds]
     for number, (arm, seed) in enumerate(jobs, 1):
         config = grid.run_config(arm, seed)
         run_dir = grid.folder / arm / f"seed{seed}"
+        heading = f"[{number}/{len(jobs)}] {arm} seed {seed}"
         if finished(run_dir, config.train.steps):
-            console.print(f"[{number}/{len(jobs)}] {arm} seed {seed}: finished, skipped")
-            continue
-        console.print(f"[{number}/{len(jobs)}] {arm} seed {seed}")
-        train(config, resume=(run_dir / "last.pt").is_file(), console=console)
+            console.print(f"{heading}: finished, skipped")
+        elif twin := find_twin(grid, config):
+            copy_run(twin, run_dir, config)
+            console.print(f"{heading}: same config as {twin}, copied")
+        else:
+            console.print(heading)
+            train(config, resume=(run_dir / "last.pt").is_file(), console=console)
 
 
 def flatten(metrics: dict) -> dict[str, float]:

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 from PIL import Image
+from rich.console import Console
 
 from dense.cli import main
 from dense.config import to_toml
 from dense.errors import DenseError
-from dense.experiment import load_grid
+from dense.experiment import load_grid, run_grid
 from tests.conftest import tiny_dict
 
 
@@ -139,6 +141,37 @@ def test_rerunning_a_grid_skips_finished_runs(ran, capsys):
     assert main(["experiment", str(grid)]) == 0
     assert capsys.readouterr().out.count("finished, skipped") == 8
     assert stamps == {p: p.stat().st_mtime_ns for p in folder.rglob("last.pt")}
+
+
+def test_a_run_another_grid_already_holds_is_copied_not_retrained(ran, monkeypatch):
+    grid, folder, finals = ran
+    header = grid.read_text().split("reference =")[0].replace('name = "g"', 'name = "h"')
+    other = grid.with_name("other.toml")
+    other.write_text(
+        header
+        + """
+[arms.seg]
+overrides = ["tasks={}", "tasks.segmentation={}"]
+[arms.seg_changed]
+overrides = ["tasks={}", "tasks.segmentation={}", "data.options.val_length=3"]
+"""
+    )
+    (folder.parent / "x" / "damaged" / "seed0").mkdir(parents=True)
+    (folder.parent / "x" / "damaged" / "seed0" / "config.toml").write_text("[run\n")
+    trained = []
+    monkeypatch.setattr("dense.trainer.train", lambda config, **_: trained.append(config.run))
+    console = Console(record=True, width=200)
+    run_grid(load_grid(other), console)
+    assert [(Path(run.out_dir).name, run.seed) for run in trained] == [
+        ("seg_changed", 0),
+        ("seg_changed", 1),
+    ]
+    for seed in (0, 1):
+        copy = folder.parent / "h" / "seg" / f"seed{seed}"
+        assert json.loads((copy / "metrics.json").read_text()) == finals["segmentation_only", seed]
+        assert (copy / "last.pt").is_file()
+        assert tomllib.loads((copy / "config.toml").read_text())["run"]["out_dir"].endswith("h/seg")
+    assert console.export_text().count("segmentation_only/seed") == 2
 
 
 def test_bad_grids_fail_before_running(tmp_path):
