@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -14,6 +15,8 @@ from dense.errors import DenseError
 from dense.model import DenseModel, build_model
 from dense.registry import TASKS
 from tasks.base import DataInfo, Task
+
+TRAINED_KEYS = ("config", "model", "step", "class_names", "ignore_index")
 
 
 def build_tasks(config: Config, info: DataInfo) -> dict[str, Task]:
@@ -35,14 +38,21 @@ class Trained:
 
 def load_trained(path: str | Path, overrides: list[str] = ()) -> Trained:
     """Rebuild the model of a checkpoint. Overrides may change data and evaluation settings;
-    ones that change the model's shape are reported as a mismatch."""
+    ones that change the model are reported as a mismatch."""
     from dense.config import apply_override
 
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, TRAINED_KEYS)
+    saved = config_from_dict(copy.deepcopy(state["config"]))
     raw = state["config"]
     for override in overrides:
         apply_override(raw, override)
     config = config_from_dict(raw)
+    if model_options(config) != model_options(saved):
+        raise DenseError(
+            f"checkpoint {path} does not fit the overrides {' '.join(overrides)}: they change "
+            "the model it was trained as (eval may change data.*, run.* and evaluation options "
+            "such as tasks.NAME.eval_max_depth)"
+        )
     info = DataInfo(tuple(state["class_names"]), state["ignore_index"])
     tasks = build_tasks(config, info)
     model = build_model(config.model, tasks)
@@ -56,6 +66,18 @@ def load_trained(path: str | Path, overrides: list[str] = ()) -> Trained:
         ) from None
     model.eval()
     return Trained(config, tasks, model, state["step"])
+
+
+def model_options(config: Config) -> dict:
+    """The options that shape a model and its outputs: model.* and every task option that is
+    not evaluation-only (the task config's ``evaluation``)."""
+    tasks = {
+        name: {
+            key: value for key, value in asdict(options).items() if key not in options.evaluation
+        }
+        for name, options in config.tasks.items()
+    }
+    return {"model": asdict(config.model), "tasks": tasks}
 
 
 def checkpoint_data(dataset: Dataset) -> dict:

@@ -6,8 +6,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from rich.console import Console
+from rich.markup import escape
 
 from dense.errors import DenseError
 
@@ -19,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args, console) or 0
     except DenseError as error:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {error}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(
+            f"[red]error:[/] {escape(str(error))}", highlight=False
+        )
         return 2
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted; checkpoints written so far are intact")
@@ -107,6 +111,8 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
     from dense.evaluate import evaluate
     from dense.progress import metrics_table
 
+    if args.out:
+        check_file_target(Path(args.out), "--out")
     trained = load_trained(args.checkpoint, args.overrides)
     config = trained.config
     split = args.split or config.data.val_split
@@ -124,12 +130,17 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
 
 def run_predict(args: argparse.Namespace, console: Console) -> int:
     from dense.assemble import load_trained
-    from dense.predict import find_images, predict_files
+    from dense.predict import check_readable, find_images, predict_files
 
+    if args.size and min(args.size) < 1:
+        raise DenseError(f"--size {args.size[0]} {args.size[1]}: both must be at least 1")
+    out = Path(args.out)
+    check_folder_target(out, "--out")
     trained = load_trained(args.checkpoint)
-    paths = find_images(args.inputs)
+    paths = find_images(args.inputs, out, list(trained.tasks))
+    check_readable(paths)
     size = tuple(args.size) if args.size else None
-    written = predict_files(trained, paths, Path(args.out), size)
+    written = predict_files(trained, paths, out, size)
     console.print(f"{len(paths)} image(s) → {len(written)} file(s) in {args.out}")
     return 0
 
@@ -175,21 +186,55 @@ def run_data(args: argparse.Namespace, console: Console) -> int:
 
     destination = Path(args.root) / FILENAME
     url = args.url or NYU_URL
+    if args.retries < 0:
+        raise DenseError(f"--retries {args.retries}: give 0 or more")
+    if urlsplit(url).scheme not in ("http", "https", "ftp", "file"):
+        raise DenseError(f"--url {url}: give a full address (http://, https://, ftp:// or file://)")
+    check_folder_target(Path(args.root), "--root")
     if destination.is_file():
         console.print(f"{destination} is already there; verifying it")
+        count = verify_file(destination)
     else:
         console.print(f"downloading {url}")
         try:
             download(url, destination, args.sha256, args.retries, console=console)
         except DenseError as error:
             raise DenseError(
-                f"{error}\nIf the download keeps failing, fetch {FILENAME} yourself (from {url}, "
+                f"{error}. If the download keeps failing, fetch {FILENAME} yourself (from {url}, "
                 f"e.g. in a browser) and put it at {destination}"
             ) from None
-    count = verify_file(destination)
+        count = verify_download(destination)
     console.print(f"{destination}: {count} labelled images, layout verified")
     console.print(f"sha256 {file_sha256(destination)}")
     return 0
+
+
+def verify_download(path: Path) -> int:
+    """Verify a fresh download; one that fails is renamed ``.invalid`` (not kept as the file)."""
+    from datasets.nyuv2 import verify_file
+
+    try:
+        return verify_file(path)
+    except DenseError as error:
+        invalid = path.with_name(path.name + ".invalid")
+        path.replace(invalid)
+        raise DenseError(f"{error}; the downloaded file was moved to {invalid}") from None
+
+
+def check_folder_target(folder: Path, option: str) -> None:
+    """Refuse a folder to write into that exists as a file or lies below a file."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise DenseError(f"{option} {folder}: {path} is a file, not a folder")
+            return
+
+
+def check_file_target(path: Path, option: str) -> None:
+    """Refuse a file to write that is a folder or lies below a file."""
+    if path.is_dir():
+        raise DenseError(f"{option} {path} is a folder; give a file name")
+    check_folder_target(path.parent, option)
 
 
 def run_info(args: argparse.Namespace, console: Console) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -158,23 +160,55 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     config.data.options = dataclasses.asdict(
         build_dataclass(dataset_cls.Config, config.data.options, "data.options.")
     )
-    check_positive(config)
+    check_values(config)
     return config
 
 
-def check_positive(config: Config) -> None:
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def check_values(config: Config) -> None:
+    """Refuse values that would fail (or silently misbehave) only once training has started."""
+    check_run_name(config.run.name)
+    if not DEVICE.fullmatch(config.run.device):
+        raise DenseError(f"run.device = {config.run.device!r}: use auto, cpu, cuda, cuda:N or mps")
     for key in ("batch_size", "eval_batch_size"):
         if getattr(config.data, key) < 1:
             raise DenseError(f"data.{key} must be at least 1")
     for key in ("steps", "eval_every", "checkpoint_every", "log_every", "max_bad_steps"):
         if getattr(config.train, key) < 1:
             raise DenseError(f"train.{key} must be at least 1")
+    for key in ("preview_samples", "eval_batches"):
+        if getattr(config.train, key) < 0:
+            raise DenseError(f"train.{key} must be 0 or more")
     if config.data.num_workers < 0:
         raise DenseError("data.num_workers must be 0 or more")
-    if config.optim.lr <= 0:
-        raise DenseError("optim.lr must be positive")
-    augment = config.data.augment
-    if not 0 < augment.scale_min <= augment.scale_max:
+    if config.model.decoder_channels < 1:
+        raise DenseError("model.decoder_channels must be at least 1")
+    optim = config.optim
+    if not (math.isfinite(optim.lr) and optim.lr > 0):
+        raise DenseError(f"optim.lr = {optim.lr} must be a positive number")
+    if not (math.isfinite(optim.weight_decay) and optim.weight_decay >= 0):
+        raise DenseError(f"optim.weight_decay = {optim.weight_decay} must be 0 or more")
+    if config.weighting.dwa_window < 1:
+        raise DenseError("weighting.dwa_window must be at least 1")
+    if not config.weighting.dwa_temperature > 0:
+        raise DenseError("weighting.dwa_temperature must be positive")
+    check_augment(config.data.augment)
+
+
+def check_run_name(name: str) -> None:
+    """A run name is a relative path below ``run.out_dir``: not empty, absolute or ``..``."""
+    parts = Path(name).parts
+    if not name.strip() or Path(name).is_absolute() or not parts or ".." in parts:
+        raise DenseError(
+            f"run.name = {name!r} must name a folder inside run.out_dir (not empty, absolute "
+            "or containing '..')"
+        )
+
+
+def check_augment(augment: AugmentConfig) -> None:
+    if not 0 < augment.scale_min <= augment.scale_max < math.inf:
         raise DenseError("data.augment: need 0 < scale_min <= scale_max")
     if min(augment.crop_height, augment.crop_width) < 0 or (augment.crop_height > 0) != (
         augment.crop_width > 0
@@ -195,6 +229,10 @@ def build_dataclass(cls: type, raw: dict[str, Any], prefix: str) -> Any:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
             raise DenseError(f"unknown config key '{prefix}{key}'{hint}")
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and f.name not in raw:
+            raise DenseError(f"missing config key '{prefix}{f.name}'")
     values = {}
     for name in names:
         if name not in raw:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from dense.errors import DenseError
+
 
 @dataclass(frozen=True)
 class Context:
@@ -41,6 +43,11 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     resolved = torch.device(device)
     if resolved.type == "cuda" and resolved.index is None:
         resolved = torch.device("cuda", local_rank)
+    if resolved.type == "cuda" and resolved.index >= torch.cuda.device_count():
+        found = torch.cuda.device_count()
+        raise DenseError(f"run.device = {device!r}, but this machine has {found} CUDA GPU(s)")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise DenseError(f"run.device = {device!r}, but MPS is not available here")
     return resolved
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import shutil
 import statistics
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import Tensor
 
-from dense.config import Config, build_dataclass, load_config, to_toml
+from dense.config import Config, build_dataclass, load_config, to_toml, toml_value
 from dense.errors import DenseError
 from dense.visualize import caption_columns, enlarge, image_grid, save_png, to_uint8
 from tasks.base import Task
@@ -83,9 +84,12 @@ class Grid:
             *self.arms[arm].overrides,
             f"run.seed={seed}",
             f"run.name=seed{seed}",
-            f"run.out_dir='{(self.folder / arm).as_posix()}'",
+            f"run.out_dir={toml_value((self.folder / arm).as_posix())}",
         ]
         return load_config(self.base, overrides)
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # grid and arm names become folder names
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -95,6 +99,8 @@ def load_grid(path: str | Path) -> Grid:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise DenseError(f"grid file not found: {path}") from None
+    except OSError as error:
+        raise DenseError(f"cannot read grid file {path}: {error.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise DenseError(f"{path} is not valid TOML: {error}") from None
     unknown = set(raw) - {"grid", "arms"}
@@ -107,6 +113,11 @@ def load_grid(path: str | Path) -> Grid:
     }
     if not config.seeds:
         raise DenseError(f"{path}: grid.seeds is empty")
+    if config.picture_samples < 1:
+        raise DenseError(f"{path}: grid.picture_samples must be at least 1")
+    for key, name in (("grid.name", config.name), *((f"arms.{arm}", arm) for arm in arms)):
+        if not SAFE_NAME.fullmatch(name) or name in (".", ".."):
+            raise DenseError(f"{path}: {key}: use letters, digits, '_', '-' and '.' only")
     for key, named in (("reference", config.reference.values()), ("pictures", config.pictures)):
         if unknown := [arm for arm in named if arm not in arms]:
             raise DenseError(f"{path}: grid.{key} names arms that do not exist: {unknown}")
@@ -119,8 +130,24 @@ def load_grid(path: str | Path) -> Grid:
 
 
 def finished(run_dir: Path, steps: int) -> bool:
-    summary = run_dir / "metrics.json"
-    return summary.is_file() and json.loads(summary.read_text()).get("step") == steps
+    """A run is finished when its metrics.json is whole and reports the final step."""
+    try:
+        return read_summary(run_dir / "metrics.json").get("step") == steps
+    except DenseError:
+        return False  # no summary, or one cut short: the run resumes and writes it again
+
+
+def read_summary(path: Path) -> dict:
+    """A run's metrics.json; a missing or damaged one is a DenseError naming the file."""
+    try:
+        summary = json.loads(path.read_text())
+    except OSError:
+        raise DenseError(f"cannot read {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DenseError(f"{path} is damaged: rerun the grid without --summary-only") from None
+    if not isinstance(summary, dict):
+        raise DenseError(f"{path} is damaged: rerun the grid without --summary-only")
+    return summary
 
 
 def recipe(saved: dict) -> dict:
@@ -187,7 +214,7 @@ def summarise(grid: Grid) -> dict[str, dict[str, list[float]]]:
             summary = grid.folder / arm / f"seed{seed}" / "metrics.json"
             if not summary.is_file():
                 continue
-            for name, value in flatten(json.loads(summary.read_text())).items():
+            for name, value in flatten(read_summary(summary)).items():
                 values[arm].setdefault(name, []).append(value)
     return values
 
@@ -285,12 +312,24 @@ def curves(grid: Grid, metric: str) -> dict[str, list[tuple[int, float]]]:
             log = grid.folder / arm / f"seed{seed}" / "metrics.jsonl"
             if not log.is_file():
                 continue
-            for line in log.read_text().splitlines():
-                record = json.loads(line)
+            for record in read_log(log):
                 if record.get("split") == "val" and metric in record:
                     by_step.setdefault(record["step"], []).append(record[metric])
         out[arm] = [(step, statistics.fmean(v)) for step, v in sorted(by_step.items())]
     return out
+
+
+def read_log(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl; a line cut short (a killed run) is skipped."""
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189))

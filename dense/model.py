@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dense.checkpoint import FORMAT
 from dense.config import ModelConfig
 from dense.errors import DenseError
 from dense.layers import conv_bn_relu
@@ -28,16 +29,16 @@ class Encoder(nn.Module):
         super().__init__()
         kwargs = {}
         if weights:
-            if not Path(weights).is_file():
-                raise DenseError(f"model.weights: file not found: {weights}")
+            check_weights(Path(weights))
             kwargs["pretrained_cfg_overlay"] = {"file": str(weights)}
             pretrained = True
         try:
             self.body = timm.create_model(name, features_only=True, pretrained=pretrained, **kwargs)
         except RuntimeError as error:
-            raise DenseError(f"model.encoder '{name}': {error}") from None
+            raise DenseError(f"model.encoder '{name}': {first_line(error)}") from None
         except (OSError, ValueError) as error:
-            raise DenseError(f"model.encoder '{name}': cannot load weights: {error}") from None
+            detail = first_line(error)
+            raise DenseError(f"model.encoder '{name}': cannot load weights: {detail}") from None
         reductions = self.body.feature_info.reduction()
         self.keep = [i for i, r in enumerate(reductions) if r >= 4]
         self.channels = [self.body.feature_info.channels()[i] for i in self.keep]
@@ -50,6 +51,28 @@ class Encoder(nn.Module):
         x = (image - self.mean[:, None, None]) / self.std[:, None, None]
         features = self.body(x)
         return [features[i] for i in self.keep]
+
+
+def check_weights(path: Path) -> None:
+    """Refuse a ``model.weights`` file that is missing, unreadable or a dense checkpoint (whose
+    keys timm would silently skip, leaving the encoder random)."""
+    if not path.is_file():
+        raise DenseError(f"model.weights: file not found: {path}")
+    if path.suffix == ".safetensors":
+        return
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # random bytes can make the unpickler fail in any way
+        raise DenseError(f"model.weights: {path} is not a readable PyTorch weights file") from None
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        raise DenseError(
+            f"model.weights: {path} is a dense checkpoint, not encoder weights "
+            "(continue its run with --resume, or give a timm/torchvision state dict)"
+        )
+
+
+def first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 class FPN(nn.Module):

@@ -7,9 +7,9 @@ uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,21 +21,27 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dense import distributed
 from dense.assemble import build_tasks, checkpoint_data
-from dense.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from dense.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    temporary_path,
+)
 from dense.config import Config, to_toml
 from dense.data import build_dataset, data_info, eval_loader, to_device, train_loader
 from dense.errors import DenseError
 from dense.evaluate import evaluate
 from dense.model import build_model
 from dense.progress import format_terms, metrics_table, training_progress
+from dense.rundir import CHECKPOINT, LOG, clear_run, locked
 from dense.visualize import image_grid, save_png, to_uint8
 from losses.structure import StructureLoss
 from losses.weighting import make_weighting
 
-CHECKPOINT = "last.pt"
-LOG = "metrics.jsonl"
 # config sections a resumed run may not change: they define the model and what it learns
 FROZEN_ON_RESUME = ("model", "tasks", "data.dataset", "weighting.method")
+RESUME_KEYS = ("config", "model", "weighting", "optimizer", "scheduler", "step", "rng")
 
 
 class TrainingError(DenseError):
@@ -88,6 +94,8 @@ class Trainer:
     def prepare(self, resume: bool, overwrite: bool) -> None:
         """Start fresh or load the last checkpoint, refusing to silently overwrite a run."""
         checkpoint = self.run_dir / CHECKPOINT
+        if self.context.is_main:
+            temporary_path(checkpoint).unlink(missing_ok=True)  # a write cut short by a kill
         if checkpoint.exists() and not (resume or overwrite):
             raise DenseError(
                 f"{self.run_dir} already holds a run: pass --resume to continue it, "
@@ -100,14 +108,13 @@ class Trainer:
         elif self.context.is_main:
             if resume:
                 self.console.print(f"nothing to resume in {self.run_dir}: starting a new run")
-            if overwrite and self.run_dir.exists():
-                shutil.rmtree(self.run_dir)
+            clear_run(self.run_dir)  # --overwrite, or a run that died before its first checkpoint
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.toml").write_text(to_toml(self.config.to_dict()))
         distributed.barrier()
 
     def load(self, path: Path) -> None:
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, RESUME_KEYS)
         check_resumable(state["config"], self.config.to_dict(), path)
         self.model.load_state_dict(state["model"])
         self.weighting.load_state_dict(state["weighting"])
@@ -119,6 +126,12 @@ class Trainer:
             truncate_log(self.run_dir / LOG, self.step)
 
     def save(self) -> None:
+        """Checkpoint on rank 0; weights that are no longer finite are never written."""
+        if not all_finite(extremes([*self.model.parameters(), *self.weighting.parameters()])):
+            raise TrainingError(
+                f"the weights stopped being finite at step {self.step}; training stopped "
+                f"({self.last_good()}). Lower optim.lr or check the data"
+            )
         if not self.context.is_main:
             return
         save_checkpoint(
@@ -233,12 +246,14 @@ class Trainer:
                 f"step skipped ({count}/{limit} in a row)"
             )
         if count >= limit:
-            kept = self.run_dir / CHECKPOINT
-            where = f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint yet"
             raise TrainingError(
                 f"the loss was not finite for {limit} steps in a row at step {self.step + 1}; "
-                f"training stopped ({where}). Lower optim.lr or check the data"
+                f"training stopped ({self.last_good()}). Lower optim.lr or check the data"
             )
+
+    def last_good(self) -> str:
+        kept = self.run_dir / CHECKPOINT
+        return f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint yet"
 
     def run_evaluation(self) -> dict[str, dict[str, float]]:
         distributed.broadcast_buffers(self.model)
@@ -333,6 +348,11 @@ def all_finite(value: Tensor) -> bool:
     return flag.item() == 0
 
 
+def extremes(parameters: list[Tensor]) -> Tensor:
+    """The largest magnitude of each tensor: all finite exactly when every entry is."""
+    return torch.stack([p.detach().abs().amax().float() for p in parameters if p.numel()])
+
+
 def mean_record(window: list[dict[str, float]]) -> dict[str, float]:
     return {key: sum(v[key] for v in window) / len(window) for key in window[0]}
 
@@ -371,7 +391,8 @@ def train(
     console = console or Console()
     try:
         trainer = Trainer(config, context, console)
-        trainer.prepare(resume, overwrite)
-        return trainer.fit()
+        with locked(config.run_dir) if context.is_main else contextlib.nullcontext():
+            trainer.prepare(resume, overwrite)
+            return trainer.fit()
     finally:
         distributed.teardown()

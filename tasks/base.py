@@ -23,6 +23,8 @@ from losses.structure import Edges, StructureConfig
 class TaskConfig:
     """Options every task has; a task's own ``Config`` dataclass extends this one."""
 
+    # options that only change how predictions are scored: `dense eval` may override these
+    evaluation: ClassVar[tuple[str, ...]] = ()
     weight: float = 1.0  # the task's loss weight under fixed weighting
     structure: StructureConfig = field(default_factory=StructureConfig)  # edge losses
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,13 @@ from tasks.base import DataInfo, Task, TaskConfig
 class DepthOutputConfig(TaskConfig):
     """Options of every task that predicts metric depth: range, edges and evaluation."""
 
+    evaluation: ClassVar[tuple[str, ...]] = (
+        "eval_min_depth",
+        "eval_max_depth",
+        "eval_crop",
+        "eval_preset",
+        "median_scaling",
+    )
     min_depth: float = 0.1  # predictions lie in [min_depth, max_depth] metres
     max_depth: float = 10.0  # and ground truth outside (0, max_depth] is ignored in training
     edge_threshold: float = 0.05  # relative depth jump that makes an edge (structure losses)

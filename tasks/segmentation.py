@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from tasks.base import DataInfo, Task, TaskConfig
 
 @dataclass
 class SegmentationConfig(TaskConfig):
+    evaluation: ClassVar[tuple[str, ...]] = ("boundary_tolerances",)
     num_classes: int = 0  # 0: as many as the dataset names
     ignore_index: int = -1  # -1: the dataset's ignore index
     label_smoothing: float = 0.0
@@ -61,6 +62,15 @@ class Segmentation(Task):
             raise DenseError(
                 f"tasks.{name}.num_classes must be at least 2 (the dataset names no classes)"
             )
+        if self.num_classes < len(data.class_names):
+            raise DenseError(
+                f"tasks.{name}.num_classes = {self.num_classes} is less than the dataset's "
+                f"{len(data.class_names)} classes (0 takes the dataset's number)"
+            )
+        if not 0 <= config.label_smoothing < 1:
+            raise DenseError(f"tasks.{name}.label_smoothing must be in [0, 1)")
+        if not config.boundary_tolerances or min(config.boundary_tolerances) < 0:
+            raise DenseError(f"tasks.{name}.boundary_tolerances: give one or more pixel counts ≥ 0")
         self.ignore_index = data.ignore_index if config.ignore_index < 0 else config.ignore_index
         names = data.class_names
         self.class_names = names if len(names) == self.num_classes else ()
