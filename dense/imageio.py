@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,8 +19,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 def read_array(path: Path, convert: Callable[[Image.Image], np.ndarray] = np.array) -> np.ndarray:
     """The pixels of an image file, as ``convert`` makes them of the opened image."""
     try:
-        with Image.open(path) as image:
-            return convert(image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on damaged metadata
+            with Image.open(path) as image:
+                return convert(image)
     except FileNotFoundError:
         raise DenseError(f"file not found: {path}") from None
     except Image.DecompressionBombError:

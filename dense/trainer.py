@@ -127,9 +127,11 @@ class Trainer:
 
     def save(self) -> None:
         """Checkpoint on rank 0; weights that are no longer finite are never written."""
-        if not all_finite(extremes([*self.model.parameters(), *self.weighting.parameters()])):
+        state = [*self.model.state_dict().values(), *self.weighting.state_dict().values()]
+        if not all_finite(extremes(state)):
             raise TrainingError(
-                f"the weights stopped being finite at step {self.step}; training stopped "
+                f"the model's weights or statistics stopped being finite at step {self.step}; "
+                "training stopped "
                 f"({self.last_good()}). Lower optim.lr or check the data"
             )
         if not self.context.is_main:
@@ -348,9 +350,11 @@ def all_finite(value: Tensor) -> bool:
     return flag.item() == 0
 
 
-def extremes(parameters: list[Tensor]) -> Tensor:
-    """The largest magnitude of each tensor: all finite exactly when every entry is."""
-    return torch.stack([p.detach().abs().amax().float() for p in parameters if p.numel()])
+def extremes(tensors: list[Tensor]) -> Tensor:
+    """The largest magnitude of each floating-point tensor: finite when every entry is."""
+    return torch.stack(
+        [t.detach().abs().amax().float() for t in tensors if t.is_floating_point() and t.numel()]
+    )
 
 
 def mean_record(window: list[dict[str, float]]) -> dict[str, float]:
