@@ -46,6 +46,7 @@ from torch import Tensor
 
 from dense.config import Config, build_dataclass, load_config, to_toml, toml_value
 from dense.errors import DenseError
+from dense.rundir import read_log
 from dense.visualize import caption_columns, enlarge, image_grid, save_png, to_uint8
 from tasks.base import Task
 
@@ -317,19 +318,6 @@ def curves(grid: Grid, metric: str) -> dict[str, list[tuple[int, float]]]:
                     by_step.setdefault(record["step"], []).append(record[metric])
         out[arm] = [(step, statistics.fmean(v)) for step, v in sorted(by_step.items())]
     return out
-
-
-def read_log(path: Path) -> list[dict]:
-    """The records of a metrics.jsonl; a line cut short (a killed run) is skipped."""
-    records = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189))

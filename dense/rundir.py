@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -38,6 +39,19 @@ def locked(run_dir: Path) -> Iterator[None]:
         handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
         handle.flush()
         yield
+
+
+def read_log(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl; a line cut short (by a kill) is skipped."""
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def is_run_dir(folder: Path) -> bool:

@@ -34,7 +34,7 @@ from dense.errors import DenseError
 from dense.evaluate import evaluate
 from dense.model import build_model
 from dense.progress import format_terms, metrics_table, training_progress
-from dense.rundir import CHECKPOINT, LOG, clear_run, locked
+from dense.rundir import CHECKPOINT, LOG, clear_run, locked, read_log
 from dense.visualize import image_grid, save_png, to_uint8
 from losses.structure import StructureLoss
 from losses.weighting import make_weighting
@@ -131,8 +131,7 @@ class Trainer:
         if not all_finite(extremes(state)):
             raise TrainingError(
                 f"the model's weights or statistics stopped being finite at step {self.step}; "
-                "training stopped "
-                f"({self.last_good()}). Lower optim.lr or check the data"
+                f"training stopped ({self.last_good()}). Lower optim.lr or check the data"
             )
         if not self.context.is_main:
             return
@@ -377,14 +376,8 @@ def truncate_log(path: Path, step: int) -> None:
     """Drop log records written after ``step`` by a run that died before its next checkpoint."""
     if not path.exists():
         return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue  # a line cut short by the crash
-    path.write_text("".join(line + "\n" for line in kept))
+    kept = [r for r in read_log(path) if isinstance(r.get("step"), int) and r["step"] <= step]
+    path.write_text("".join(json.dumps(record) + "\n" for record in kept))
 
 
 def train(
