@@ -99,6 +99,7 @@ def run_train(args: argparse.Namespace, console: Console) -> int:
     from dense.trainer import train
 
     config = load_config(args.config, args.overrides)
+    check_folder_target(config.run_dir, "run.out_dir/run.name")
     result = train(config, resume=args.resume, overwrite=args.overwrite, console=console)
     console.print(f"run directory: {result.run_dir}  (step {result.step})")
     return 0
@@ -169,6 +170,7 @@ def run_experiment(args: argparse.Namespace, console: Console) -> int:
     from dense.experiment import load_grid, run_grid, write_pictures, write_plots, write_tables
 
     grid = load_grid(args.grid)
+    check_folder_target(grid.folder, "grid.out_dir/grid.name")
     if not args.summary_only:
         run_grid(grid, console)
     table = write_tables(grid, console)

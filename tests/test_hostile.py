@@ -238,13 +238,15 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys):
         lambda c, f: ["eval", str(c), "--out", str(f / "metrics.json")],
         lambda c, f: ["predict", str(c), str(f.parent / "in.png"), "--out", str(f / "out")],
         lambda c, f: ["data", "nyuv2", "--root", str(f / "nyu")],
+        lambda c, f: ["train", str(f.parent / "tiny.toml"), f"run.out_dir='{f / 'runs'}'"],
     ],
-    ids=["eval", "predict", "data"],
+    ids=["eval", "predict", "data", "train"],
 )
 def test_an_output_path_under_a_regular_file_is_refused_first(
     checkpoint, tmp_path, capsys, make_args
 ):
     png(tmp_path / "in.png")
+    write_config(tmp_path)
     (tmp_path / "file").write_text("a file, not a folder")
     refused(make_args(checkpoint, tmp_path / "file"), capsys, "is a file, not a folder", tmp_path)
 
@@ -299,8 +301,10 @@ def test_predict_names_the_decompression_bomb_limit(checkpoint, tmp_path, capsys
     refused(args, capsys, "downscale it first", tmp_path)
 
 
-def test_predict_reads_16_bit_float_and_rotated_images_faithfully(tmp_path):
+def test_predict_reads_16_bit_float_and_rotated_images_faithfully(checkpoint, tmp_path):
     from dense.imageio import read_rgb
+
+    out = tmp_path / "out"
 
     Image.fromarray(np.full((4, 6), 32768, dtype=np.uint16)).save(tmp_path / "deep.png")
     assert read_rgb(tmp_path / "deep.png").mean().item() == pytest.approx(0.5, abs=1e-3)
@@ -310,6 +314,8 @@ def test_predict_reads_16_bit_float_and_rotated_images_faithfully(tmp_path):
     exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
     Image.new("RGB", (6, 4)).save(tmp_path / "rotated.jpg", exif=exif)
     assert read_rgb(tmp_path / "rotated.jpg").shape == (3, 6, 4)
+    assert main(["predict", str(checkpoint), str(tmp_path / "rotated.jpg"), "--out", str(out)]) == 0
+    assert Image.open(out / "rotated_segmentation.png").size == (4, 6)
 
 
 # ------------------------------------------------------------------------- experiment
