@@ -51,7 +51,8 @@ class SyntheticConfig:
     seed: int = 0
     neighbours: bool = False  # also render the previous and next frames with their poses
     max_furniture: int = 7  # furniture groups placed per room (attempts; some may not fit)
-    camera_speed: float = 0.08  # metres per frame along the trajectory (mean)
+    camera_speed: float = 0.25  # metres per frame along the trajectory (mean)
+    frame_stride: int = 1  # frames between the target and each neighbour (motion scales)
 
 
 @dataclass
@@ -88,6 +89,8 @@ class SyntheticRooms(torch.utils.data.Dataset):
             raise DenseError(f"synthetic split '{split}' unknown (use train, val or test)")
         if config.height < 8 or config.width < 8:
             raise DenseError("synthetic images must be at least 8×8 pixels")
+        if config.frame_stride < 1:
+            raise DenseError("data.options.frame_stride must be at least 1")
         self.split = split
         self.config = config
         self.length = getattr(config, f"{split}_length")
@@ -103,7 +106,9 @@ class SyntheticRooms(torch.utils.data.Dataset):
             raise IndexError(index)
         rng = random.Random(self.sample_seed(index))
         scene = make_scene(rng, self.config.max_furniture)
-        poses = camera_trajectory(rng, scene, self.config.camera_speed)  # prev, current, next
+        poses = camera_trajectory(
+            rng, scene, self.config.camera_speed, self.config.frame_stride
+        )  # prev, current, next
         h, w = self.config.height, self.config.width
         K = nyu_intrinsics(h, w)
         image, depth, labels = render(scene, poses[1], K, h, w)
@@ -440,8 +445,11 @@ def tileable_noise(generator: torch.Generator, cells: tuple[int, int]) -> Tensor
     return up[0, 0, :TEXTURE_SIZE, :TEXTURE_SIZE].clamp(0, 1)
 
 
-def camera_trajectory(rng: random.Random, scene: Scene, speed: float) -> list[Tensor]:
-    """Camera-to-world poses (4×4) of the previous, current and next frames."""
+def camera_trajectory(
+    rng: random.Random, scene: Scene, speed: float, stride: int = 1
+) -> list[Tensor]:
+    """Camera-to-world poses (4×4) of the previous, current and next frames, ``stride`` frames
+    apart on a straight walk in a random horizontal direction with a steady pan and tilt."""
     W, H, D = scene.size
     layout = Layout(W, D)
     layout.footprints = [(b.lo[0], b.lo[2], b.hi[0], b.hi[2]) for b in scene.boxes]
@@ -455,15 +463,16 @@ def camera_trajectory(rng: random.Random, scene: Scene, speed: float) -> list[Te
             (along * W, D - offset, math.pi),
             (offset, along * D, math.pi / 2),
         ][wall]
-        step = speed * rng.uniform(0.5, 1.5)
+        step = speed * stride * rng.uniform(0.5, 1.5)
         heading = rng.uniform(-math.pi, math.pi)
         vx, vz = step * math.cos(heading), step * math.sin(heading)
         if all(layout.free(x + k * vx, z + k * vz, 0.3) for k in (-1, 0, 1)):
             break
     yaw += rng.uniform(-0.6, 0.6)
     pitch, y = rng.uniform(-0.35, 0.0), rng.uniform(1.1, 1.6)
-    yaw_rate, pitch_rate = rng.uniform(-0.04, 0.04), rng.uniform(-0.015, 0.015)
-    vy = rng.uniform(-0.01, 0.01)
+    yaw_rate = stride * rng.uniform(-0.04, 0.04)
+    pitch_rate = stride * rng.uniform(-0.015, 0.015)
+    vy = stride * rng.uniform(-0.01, 0.01)
     return [
         rigid(
             look_rotation(yaw + k * yaw_rate, pitch + k * pitch_rate),

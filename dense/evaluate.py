@@ -30,9 +30,10 @@ def evaluate(
         for batch in loader:
             batch = to_device(batch, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                predictions = model(batch["image"])
+                outputs = model(batch["image"], batch)  # auxiliary networks too (pose errors)
+            context = {**batch, "outputs": outputs}
             for name, task in tasks.items():
-                task.update_metric(metrics[name], predictions[name], batch)
+                task.update_metric(metrics[name], outputs[name], context)
             progress.advance(bar)
     model.train(was_training)
     results = {}

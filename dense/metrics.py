@@ -191,3 +191,39 @@ def median_scale(prediction: Tensor, target: Tensor, valid: Tensor) -> Tensor:
     nan = torch.full_like(target, torch.nan)
     target_median = target.where(valid, nan).nanmedian(1).values
     return prediction * (target_median / prediction.where(valid, nan).nanmedian(1).values)[:, None]
+
+
+class PoseErrors(Metric):
+    """Relative camera poses (N, 4, 4) against the true ones: the rotation error (angle of
+    R̂ᵀR) and the translation-direction error (angle between t̂ and t), both in degrees and
+    averaged over pairs. Direction only: monocular translation has no scale. Computes nothing
+    (an empty dict) when no pose was seen."""
+
+    lower_is_better = frozenset({"pose_rot_deg", "pose_dir_deg"})
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = {"sums": torch.zeros(3, dtype=torch.float64)}  # rotation, direction, count
+
+    def update(self, prediction: Tensor, target: Tensor) -> None:
+        prediction, target = prediction.double(), target.double()
+        relative = prediction[:, :3, :3].transpose(1, 2) @ target[:, :3, :3]
+        cosine = (relative.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2
+        rotation = torch.rad2deg(torch.acos(cosine.clamp(-1, 1)))
+        direction = torch.rad2deg(angle_between(prediction[:, :3, 3], target[:, :3, 3]))
+        sums = torch.stack([rotation.sum(), direction.sum(), rotation.new_tensor(len(rotation))])
+        self.state["sums"] += sums.cpu()
+
+    def compute(self) -> dict[str, float]:
+        rotation, direction, count = self.state["sums"].tolist()
+        if count == 0:
+            return {}
+        return {"pose_rot_deg": rotation / count, "pose_dir_deg": direction / count}
+
+
+def angle_between(a: Tensor, b: Tensor) -> Tensor:
+    """Angles (radians) between the rows of (N, 3) vectors; 0 where either is zero."""
+    cosine = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp(min=1e-12)
+    return torch.acos(cosine.clamp(-1, 1))

@@ -10,6 +10,7 @@ the minimum, so pixels that do not move are ignored), plus edge-aware smoothness
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,17 +18,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dense.boundary_metrics import MetricGroup
 from dense.errors import DenseError
-from dense.geometry import inverse_warp, pose_from_vector
+from dense.geometry import inverse_warp, scale_intrinsics
 from dense.layers import ConvHead
+from dense.metrics import Metric, PoseErrors
 from dense.registry import TASKS
 from losses.boundary import boundary_from_image, boundary_from_labels, soft_depth_edges
 from losses.photometric import disparity_to_depth, edge_aware_smoothness, photometric_error
 from losses.structure import Edges
 from tasks.base import DataInfo, Task
 from tasks.depth import Depth, DepthOutputConfig
+from tasks.pose_networks import CorrelationPoseNetwork, StackedPoseNetwork
 
 EdgeTarget = Literal["segmentation", "predicted_segmentation", "image", "depth"]
+Source = Literal["network", "ground_truth"]
 
 
 @dataclass
@@ -37,9 +42,18 @@ class SelfSupervisedDepthConfig(DepthOutputConfig):
     ssim_weight: float = 0.85  # photometric error = w·(1 − SSIM)/2 + (1 − w)·L1
     smoothness: float = 1e-3  # edge-aware smoothness weight (divided by 2^scale)
     automask: bool = True  # ignore pixels that the unwarped source already explains
-    pose_scale: float = 0.01  # the pose network's outputs are multiplied by this
-    pose_channels: int = 16  # width of the pose network's first layer (doubles per layer)
+    image_scales: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # photometric loss
+    # at each of these image downsampling factors: coarse views give the pose useful gradients
+    init_depth: float = 2.5  # metres the untrained head predicts everywhere (room scale)
+    pose_network: Literal["correlation", "stacked"] = "correlation"  # tasks/pose_networks.py
+    pose_channels: int = 32  # correlation: width of the siamese stem
+    pose_radius: int = 4  # correlation: offsets ±radius cells (stride 4) in the cost volume
+    pose_encoder: str = "resnet18"  # stacked: timm backbone of the pose network
+    pose_scale: float = 0.01  # the pose network's rotation outputs are multiplied by this
+    translation_scale: float = 0.1  # and its translation outputs by this (metres)
     pose_resolution: float = 0.5  # the pose network sees the frames at this fraction of size
+    pose_source: Source = "network"  # "ground_truth": the data's poses (an oracle)
+    depth_source: Source = "network"  # "ground_truth": warp with true depth (an oracle)
     median_scaling: bool = True  # monocular depth has no scale: evaluate after median scaling
     edge_target: EdgeTarget = "segmentation"  # target edges of the structure losses
     edge_task: str = "segmentation"  # the task whose prediction predicted_segmentation uses
@@ -61,12 +75,21 @@ def source_frames(batch: dict[str, Any], sources: list[str]) -> list[Tensor]:
 
 class DisparityHead(nn.Module):
     """Sigmoid disparity: full resolution from the finest pyramid level and, in training, one
-    map per coarser level (``scales`` in all); in eval mode only the full-resolution map."""
+    map per coarser level (``scales`` in all); in eval mode only the full-resolution map.
 
-    def __init__(self, channels: int, scales: int) -> None:
+    Every output starts at ``initial`` disparity (its bias is the logit of it), so the untrained
+    network predicts a room-scale depth rather than the sigmoid's midpoint, which is near
+    ``min_depth``: against real camera motion a depth that small warps every pixel worse than
+    no warp at all, the auto-mask then hides the whole image and the depth gets no gradient.
+    """
+
+    def __init__(self, channels: int, scales: int, initial: float) -> None:
         super().__init__()
         self.full = ConvHead(channels, 1)
         self.coarse = nn.ModuleList(nn.Conv2d(channels, 1, 3, padding=1) for _ in range(scales - 1))
+        logit = math.log(initial / (1 - initial))
+        for conv in [self.full.out, *self.coarse]:
+            nn.init.constant_(conv.bias, logit)
 
     def forward(self, pyramid: list[Tensor], size: tuple[int, int]) -> Tensor | list[Tensor]:
         full = torch.sigmoid(self.full(pyramid, size).float())
@@ -78,37 +101,76 @@ class DisparityHead(nn.Module):
         return [full, *(torch.sigmoid(x.float()) for x in coarse)]
 
 
-class PoseNetwork(nn.Module):
-    """Camera motion from a (target, source) pair stacked on channels, seen at ``resolution``
-    times the image size: seven stride-2 conv-BN-ReLU layers, a 1×1 conv to 6 numbers averaged
-    over space and scaled down → target-to-source 4×4 poses (axis-angle, translation)."""
+def reprojection_errors(
+    target: Tensor,
+    sources: dict[str, Tensor],
+    depth: Tensor,
+    K: Tensor,
+    poses: dict[str, Tensor],
+    ssim_weight: float = 0.85,
+) -> list[Tensor]:
+    """Photometric error (B, 1, H, W) of each source warped onto the target by the target's
+    depth (B, 1, H, W) and the target-to-source poses (B, 4, 4)."""
+    return [
+        photometric_error(inverse_warp(source, depth, K, poses[name]), target, ssim_weight)
+        for name, source in sources.items()
+    ]
 
-    def __init__(self, sources: list[str], channels: int, scale: float, resolution: float):
-        super().__init__()
-        self.sources, self.scale, self.resolution = sources, scale, resolution
-        widths = [6] + [channels * 2**i for i in range(5)] + [channels * 16] * 2
-        layers = []
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
-            kernel = 7 if i == 0 else 5 if i == 1 else 3
-            layers += [
-                nn.Conv2d(a, b, kernel, stride=2, padding=kernel // 2, bias=False),
-                nn.BatchNorm2d(b),
-                nn.ReLU(inplace=True),
-            ]
-        self.body = nn.Sequential(*layers)
-        self.out = nn.Conv2d(widths[-1], 6, 1)
 
-    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        target = batch["image"]
-        frames = source_frames(batch, self.sources)
-        pairs = torch.cat([torch.cat([target, frame], dim=1) for frame in frames], dim=0)
-        if self.resolution != 1:
-            pairs = F.interpolate(pairs, scale_factor=self.resolution, mode="area")
-        features = self.body((pairs - 0.45) / 0.225)
-        with torch.autocast(features.device.type, enabled=False):  # poses in float32
-            vector = self.out(features.float()).mean((2, 3)) * self.scale
-        poses = pose_from_vector(vector).chunk(len(self.sources))
-        return dict(zip(self.sources, poses, strict=True))
+def unwarped_errors(
+    target: Tensor, sources: dict[str, Tensor], ssim_weight: float = 0.85
+) -> list[Tensor]:
+    """Auto-masking's terms: each unwarped source against the target, plus tiny noise that
+    breaks ties between identical errors."""
+    return [
+        photometric_error(source, target, ssim_weight) + 1e-5 * torch.randn_like(target[:, :1])
+        for source in sources.values()
+    ]
+
+
+@dataclass
+class View:
+    """The target and source frames seen at 1/``factor`` of the image size, with the
+    intrinsics scaled to match and the auto-mask's unwarped errors at that size."""
+
+    factor: int
+    target: Tensor
+    sources: dict[str, Tensor]
+    K: Tensor
+    identity: list[Tensor]
+
+    @classmethod
+    def of(
+        cls,
+        target: Tensor,
+        sources: dict[str, Tensor],
+        K: Tensor,
+        factor: int,
+        config: SelfSupervisedDepthConfig,
+    ) -> View:
+        if factor > 1:
+            target = F.avg_pool2d(target, factor, ceil_mode=True)
+            sources = {name: F.avg_pool2d(s, factor, ceil_mode=True) for name, s in sources.items()}
+            K = scale_intrinsics(K, 1 / factor, 1 / factor)
+        identity = unwarped_errors(target, sources, config.ssim_weight) if config.automask else []
+        return cls(factor, target, sources, K.float(), identity)
+
+    def loss(self, depth: Tensor, poses: dict[str, Tensor], ssim_weight: float) -> Tensor:
+        """Mean over pixels of the per-pixel minimum photometric error over the sources warped
+        by ``depth`` (full size; pooled here) and the poses, and the unwarped sources."""
+        if self.factor > 1:
+            depth = F.avg_pool2d(depth, self.factor, ceil_mode=True)
+        errors = reprojection_errors(self.target, self.sources, depth, self.K, poses, ssim_weight)
+        return torch.stack(self.identity + errors).amin(0).mean()
+
+
+def true_depth(batch: dict[str, Any], max_depth: float) -> Tensor:
+    """The data's depth for the depth oracle, holes filled with the farthest valid depth."""
+    if "depth" not in batch:
+        raise DenseError("depth_source = 'ground_truth' needs data with depth")
+    depth = batch["depth"].float()
+    valid = torch.isfinite(depth) & (depth > 0)
+    return torch.where(valid, depth, torch.full_like(depth, max_depth)).clamp(max=max_depth)
 
 
 @TASKS.register("selfsup_depth")
@@ -127,6 +189,10 @@ class SelfSupervisedDepth(Depth):
             raise DenseError(f"tasks.{name}.scales must be between 1 and 4")
         if not 0 < config.pose_resolution <= 1:
             raise DenseError(f"tasks.{name}.pose_resolution must lie in (0, 1]")
+        if not config.image_scales or any(f < 1 for f in config.image_scales):
+            raise DenseError(f"tasks.{name}.image_scales: give factors ≥ 1, such as [1, 2, 4, 8]")
+        if not config.min_depth < config.init_depth < config.max_depth:
+            raise DenseError(f"tasks.{name}.init_depth must lie between min_depth and max_depth")
         self.peer: Task | None = None
 
     def connect(self, tasks: dict[str, Task]) -> None:
@@ -140,12 +206,20 @@ class SelfSupervisedDepth(Depth):
         self.peer = tasks[self.config.edge_task]
 
     def head(self, channels: int) -> nn.Module:
-        return DisparityHead(channels, self.config.scales)
-
-    def auxiliary(self) -> nn.Module:
         config = self.config
-        return PoseNetwork(
-            list(config.sources), config.pose_channels, config.pose_scale, config.pose_resolution
+        low, high = 1 / config.max_depth, 1 / config.min_depth
+        return DisparityHead(channels, config.scales, (1 / config.init_depth - low) / (high - low))
+
+    def auxiliary(self) -> nn.Module | None:
+        config = self.config
+        if config.pose_source == "ground_truth":
+            return None
+        sources, resolution = list(config.sources), config.pose_resolution
+        scales = (config.pose_scale, config.translation_scale)
+        if config.pose_network == "stacked":
+            return StackedPoseNetwork(sources, scales, resolution, config.pose_encoder)
+        return CorrelationPoseNetwork(
+            sources, scales, resolution, config.pose_channels, config.pose_radius
         )
 
     def decode(self, prediction: Tensor) -> Tensor:
@@ -153,35 +227,49 @@ class SelfSupervisedDepth(Depth):
 
     def loss(self, prediction: list[Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
         config = self.config
-        target, K = batch["image"], batch["K"].float()
-        sources = source_frames(batch, config.sources)
-        poses = batch["outputs"][f"{self.name}.auxiliary"]
-        size = target.shape[-2:]
-        identity = []
-        if config.automask:  # tiny noise breaks ties between identical errors
-            identity = [
-                photometric_error(source, target, config.ssim_weight)
-                + 1e-5 * torch.randn_like(target[:, :1])
-                for source in sources
-            ]
-        photometric = smoothness = target.new_zeros(())
+        frames = dict(zip(config.sources, source_frames(batch, config.sources), strict=True))
+        poses = self.poses(batch)
+        image, K = batch["image"], batch["K"]
+        views = [View.of(image, frames, K, factor, config) for factor in config.image_scales]
+        photometric = smoothness = batch["image"].new_zeros(())
         for scale, disparity in enumerate(prediction):
-            full = F.interpolate(disparity, size=size, mode="bilinear", align_corners=False)
+            size = batch["image"].shape[-2:]
+            full = F.interpolate(disparity, size, mode="bilinear", align_corners=False)
             depth = self.decode(full)
-            errors = identity + [
-                photometric_error(
-                    inverse_warp(source, depth, K, poses[name]), target, config.ssim_weight
-                )
-                for name, source in zip(config.sources, sources, strict=True)
-            ]
-            photometric = photometric + torch.stack(errors).amin(0).mean()
-            image = F.interpolate(target, size=disparity.shape[-2:], mode="area")
+            if config.depth_source == "ground_truth":
+                depth = true_depth(batch, config.max_depth)
+            for view in views:
+                photometric = photometric + view.loss(depth, poses, config.ssim_weight)
+            image = F.interpolate(batch["image"], size=disparity.shape[-2:], mode="area")
             smoothness = smoothness + edge_aware_smoothness(disparity, image) / 2**scale
         count = len(prediction)
         return {
-            f"{self.name}/photometric": photometric / count,
+            f"{self.name}/photometric": photometric / (count * len(views)),
             f"{self.name}/smoothness": config.smoothness * smoothness / count,
         }
+
+    def poses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Target-to-source poses: the pose network's, or the data's for the oracle."""
+        if self.config.pose_source == "network":
+            return batch["outputs"][f"{self.name}.auxiliary"]
+        missing = [f"{s}_pose" for s in self.config.sources if f"{s}_pose" not in batch]
+        if missing:
+            raise DenseError(f"tasks.{self.name}.pose_source = 'ground_truth': no {missing}")
+        return {s: batch[f"{s}_pose"].float() for s in self.config.sources}
+
+    def metric(self) -> Metric:
+        return MetricGroup(super().metric(), PoseErrors())
+
+    def update_metric(self, metric: Metric, prediction: Tensor, batch: dict[str, Any]) -> None:
+        """Depth metrics and, where the data has true poses, the pose network's errors."""
+        depth, pose = metric.metrics
+        super().update_metric(depth, prediction, batch)
+        poses = batch.get("outputs", {}).get(f"{self.name}.auxiliary")
+        if poses is None:
+            return
+        for name, predicted in poses.items():
+            if f"{name}_pose" in batch:
+                pose.update(predicted, batch[f"{name}_pose"])
 
     def edges(self, prediction: Tensor | list[Tensor], batch: dict[str, Any]) -> Edges:
         """Soft edges of the predicted depth against the configured target edges."""

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from datasets.synthetic import SyntheticConfig, SyntheticRooms
 from dense.errors import DenseError
@@ -15,8 +16,10 @@ from dense.geometry import (
     invert_rigid,
     pose_from_vector,
 )
+from dense.metrics import PoseErrors
 from dense.trainer import train
 from losses.photometric import SSIM_C1, SSIM_C2, edge_aware_smoothness, photometric_error, ssim
+from tasks.selfsup_depth import reprojection_errors, unwarped_errors
 from tests.test_synthetic import render_depth
 
 
@@ -102,6 +105,49 @@ def test_smoothness_is_zero_for_flat_disparity_and_damped_at_image_edges():
     assert edge_aware_smoothness(step + 0.5, image_edge) < plain * math.exp(-0.9)
 
 
+def test_the_default_video_tells_true_depth_from_perturbed_depth():
+    """Held-out rooms at the default speed and 96×128: with the true poses, the auto-masked
+    photometric loss at the true depth is at most half the loss at a smoothly ±20 % perturbed
+    depth (at the old 0.08 m per frame it was 0.72 of it: the video barely constrained depth)."""
+    dataset = SyntheticRooms("val", SyntheticConfig(height=96, width=128, neighbours=True))
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(6)])
+    sources = {name: batch[f"{name}_image"] for name in ("prev", "next")}
+    poses = {name: batch[f"{name}_pose"] for name in ("prev", "next")}
+    depth, K = batch["depth"], batch["K"]
+    torch.manual_seed(0)
+    bumps = F.interpolate(torch.rand(6, 1, 4, 6) * 2 - 1, size=(96, 128), mode="bicubic")
+    perturbed = depth * (1 + 0.2 * bumps.clamp(-1, 1))
+
+    def loss(d):
+        errors = unwarped_errors(batch["image"], sources)
+        errors += reprojection_errors(batch["image"], sources, d, K, poses)
+        return torch.stack(errors).amin(0).mean().item()
+
+    assert loss(depth) <= 0.5 * loss(perturbed), (loss(depth), loss(perturbed))
+
+
+def test_pose_errors_measure_rotation_and_translation_direction_in_degrees():
+    metric = PoseErrors()
+    assert metric.compute() == {}
+    truth = pose_from_vector(torch.tensor([[0.0, 0.1, 0.0, 0.3, 0.0, 0.1]] * 2))
+    metric.update(truth, truth)
+    assert metric.compute() == pytest.approx({"pose_rot_deg": 0.0, "pose_dir_deg": 0.0}, abs=1e-3)
+    metric.reset()
+    # 5° more rotation about y; translation reversed (180°) in one pair, scaled (0°) in the other
+    predicted = pose_from_vector(
+        torch.tensor(
+            [
+                [0.0, 0.1 + math.radians(5), 0.0, -0.3, 0.0, -0.1],
+                [0.0, 0.1 - math.radians(5), 0.0, 3.0, 0.0, 1.0],
+            ]
+        )
+    )
+    metric.update(predicted, truth)
+    result = metric.compute()
+    assert result["pose_rot_deg"] == pytest.approx(5.0, abs=1e-3)
+    assert result["pose_dir_deg"] == pytest.approx(90.0, abs=1e-3)
+
+
 def test_pose_composition_and_inversion_round_trip():
     generator = torch.Generator().manual_seed(0)
     vectors = torch.randn(16, 6, generator=generator) * 0.5
@@ -126,6 +172,7 @@ def test_pose_composition_and_inversion_round_trip():
 SELFSUP = (
     "tasks={}",
     "tasks.selfsup_depth.scales=3",
+    "tasks.selfsup_depth.pose_channels=8",
     "data.options.neighbours=true",
     "data.options.height=48",
     "data.options.width=64",
@@ -142,15 +189,23 @@ def test_the_photometric_loss_trains_depth_and_pose_together(tiny):
     assert sum(photometric[-10:]) < 0.8 * sum(photometric[:10])
 
 
-def test_a_short_run_improves_median_scaled_abs_rel_over_the_untrained_model(tiny):
-    """300 steps on eight synthetic scenes (48×64), no depth supervision: the median-scaled
-    abs rel on those scenes beats the untrained model's (measured 0.278 → 0.243; seeds 1 and
-    2 give 0.206 and 0.254). Held-out scenes need far longer runs (README)."""
+def untrained_and_trained(config) -> tuple[dict, dict]:
+    """The task's validation metrics before any step and after training ``config``."""
     from rich.console import Console
 
     from dense import distributed
     from dense.trainer import Trainer
 
+    untrained = Trainer(config, distributed.setup("cpu"), Console(quiet=True))
+    before = untrained.run_evaluation()["selfsup_depth"]
+    return before, train(config).metrics["selfsup_depth"]
+
+
+def test_a_short_run_improves_median_scaled_abs_rel_over_the_untrained_model(tiny):
+    """300 steps on eight synthetic scenes (48×64), no depth supervision, everything learned:
+    the median-scaled abs rel on those scenes beats the untrained model's. (Held-out rooms
+    need longer runs than a test can afford with a learned pose: the two tests below check
+    each half on held-out rooms, and the README's run checks the whole.)"""
     config = tiny(
         *SELFSUP,
         "data.options.train_length=8",
@@ -160,11 +215,39 @@ def test_a_short_run_improves_median_scaled_abs_rel_over_the_untrained_model(tin
         "train.log_every=50",
         "optim.lr=1e-3",
     )
-    untrained = Trainer(config, distributed.setup("cpu"), Console(quiet=True))
-    untrained.prepare(resume=False, overwrite=False)
-    before = untrained.run_evaluation()["selfsup_depth"]["abs_rel"]
-    after = train(config, overwrite=True).metrics["selfsup_depth"]["abs_rel"]
-    assert after < 0.93 * before, (before, after)
+    before, after = untrained_and_trained(config)
+    assert after["abs_rel"] < 0.93 * before["abs_rel"], (before, after)
+
+
+def test_depth_learned_with_true_poses_generalises_to_held_out_rooms(tiny):
+    """The depth half: with the data's poses, a short run on new rooms at every step beats the
+    untrained model on held-out rooms."""
+    config = tiny(
+        *SELFSUP,
+        "tasks.selfsup_depth.pose_source=ground_truth",
+        "train.steps=150",
+        "train.eval_every=150",
+        "train.log_every=50",
+        "optim.lr=1e-3",
+    )
+    before, after = untrained_and_trained(config)
+    assert after["abs_rel"] < 0.9 * before["abs_rel"], (before, after)
+
+
+def test_the_pose_network_learns_on_held_out_rooms(tiny):
+    """The pose half: trained through the photometric loss with the data's depth, the pose
+    network's translation-direction error on held-out rooms falls below the untrained one's
+    (about 90°: no idea of the direction)."""
+    config = tiny(
+        *SELFSUP,
+        "tasks.selfsup_depth.depth_source=ground_truth",
+        "train.steps=150",
+        "train.eval_every=150",
+        "train.log_every=50",
+        "optim.lr=1e-3",
+    )
+    before, after = untrained_and_trained(config)
+    assert after["pose_dir_deg"] < 0.8 * before["pose_dir_deg"], (before, after)
 
 
 def test_joint_with_segmentation_and_structure_loss_on_predicted_boundaries(tiny, tmp_path):

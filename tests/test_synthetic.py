@@ -103,7 +103,7 @@ def render_depth(dataset: SyntheticRooms, index: int, which: str) -> torch.Tenso
     config = dataset.config
     rng = random.Random(dataset.sample_seed(index))
     scene = make_scene(rng, config.max_furniture)
-    poses = camera_trajectory(rng, scene, config.camera_speed)
+    poses = camera_trajectory(rng, scene, config.camera_speed, config.frame_stride)
     pose = poses[0] if which == "prev" else poses[2]
     return render(scene, pose, dataset[index]["K"], config.height, config.width)[1][0]
 
