@@ -147,7 +147,8 @@ def run_predict(args: argparse.Namespace, console: Console) -> int:
 
 
 def run_fit_inverseform(args: argparse.Namespace, console: Console) -> int:
-    from dense.inverseform_fit import fit_inverse_net, load_fit_config
+    from dense.inverseform_fit import fit_inverse_net, load_fit_config, sweep_picture
+    from dense.inverseform_sweep import summary_lines
 
     config_file = args.config
     overrides = list(args.overrides)
@@ -162,7 +163,9 @@ def run_fit_inverseform(args: argparse.Namespace, console: Console) -> int:
     console.print(
         f"held-out Spearman(distance, magnitude): {report['spearman_distance_vs_magnitude']:.3f}"
     )
-    console.print(f"saved {config.out}")
+    for line in summary_lines(report["sweep"]):
+        console.print(line)
+    console.print(f"saved {config.out} and {sweep_picture(Path(config.out))}")
     return 0
 
 

@@ -4,10 +4,12 @@ describes and the public release left out).
 
 Each example is a tile of a boundary map and the same tile seen through a random
 transformation (warped from a context twice the tile's size, so no border goes empty); the
-network regresses the transformation's normalised parameters. Label maps are split by file
-into training and held-out maps; the held-out report gives the regression error per parameter
-and the Spearman rank correlation between the InverseForm distance and the true
-transformation's magnitude.
+network regresses the transformation's normalised parameters and, with a distance head, how
+far the tile's content moved (RMS, pixels). A share of the pairs are identical, so identical
+tiles read 0. Label maps are split by file into training and held-out maps; the held-out report
+gives the regression error per parameter, the Spearman rank correlation between the
+InverseForm distance and the true displacement on tile pairs, and the whole-map sweep of
+:mod:`dense.inverseform_sweep` (also drawn as a PNG beside the network).
 """
 
 from __future__ import annotations
@@ -27,14 +29,19 @@ from dense.config import DataConfig, apply_override, build_dataclass
 from dense.data import build_dataset
 from dense.errors import DenseError
 from dense.imageio import read_labels
+from dense.inverseform_sweep import plot_sweep, spearman, sweep
 from dense.progress import training_progress
 from losses.boundary import boundary_from_labels
 from losses.inverseform import (
+    Distance,
+    InverseFormLoss,
     InverseNet,
     Kind,
     TransformRanges,
     matrix_to_params,
+    rms_displacement,
     sample_transforms,
+    tile_distance,
     warp,
 )
 
@@ -51,15 +58,18 @@ class FitConfig:
     radius: int = 2  # boundary thickness, pixels
     kind: Kind = "conv"
     tile: int = 64
-    parameters: int = 4  # 4 (scale, shift), 6 (affine) or 8 (homography)
+    parameters: int = 6  # 4 (scale, shift), 6 (affine) or 8 (homography)
+    distance_head: bool = True  # also regress the RMS displacement (the "pixels" distance)
+    distance: Distance = "pixels"  # the distance the held-out report and sweep measure
+    identity: float = 0.2  # share of identical tile pairs while fitting
     hidden: list[int] = field(default_factory=lambda: [1000, 32])  # MLP widths
     channels: list[int] = field(default_factory=lambda: [16, 32, 64, 64])  # conv widths
     ranges: TransformRanges = field(default_factory=TransformRanges)
-    steps: int = 2000
+    steps: int = 1500
     batch_size: int = 64
     lr: float = 1e-3
     seed: int = 0
-    min_boundary: float = 0.02  # tiles with a smaller boundary fraction are redrawn
+    min_boundary: float = 0.02  # tiles with less boundary are redrawn
     heldout_samples: int = 1024
     out: str = "runs/inverseform/inverse_net.pt"
 
@@ -72,19 +82,36 @@ def load_fit_config(path: str | None, overrides: list[str]) -> FitConfig:
         if not Path(path).is_file():
             raise DenseError(f"config file not found: {path}")
         try:
-            raw = tomllib.loads(Path(path).read_text())
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise DenseError(f"{path} is not UTF-8 text") from None
         except tomllib.TOMLDecodeError as error:
             raise DenseError(f"{path} is not valid TOML: {error}") from None
     for override in overrides:
         apply_override(raw, override)
     config = build_dataclass(FitConfig, raw, "")
+    check_fit_config(config)
+    return config
+
+
+def check_fit_config(config: FitConfig) -> None:
+    """Reject settings that would fail (or do nothing) only after the maps are read."""
+    for name in ("steps", "batch_size", "heldout_samples", "tile", "maps"):
+        if getattr(config, name) < 1:
+            raise DenseError(f"{name} must be at least 1, got {getattr(config, name)}")
+    blocked = next((p for p in Path(config.out).parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise DenseError(f"out {config.out}: {blocked} is a file, not a folder")
     if config.parameters not in (4, 6, 8):
         raise DenseError("parameters must be 4, 6 or 8")
+    if config.distance == "geodesic" and config.parameters != 8:
+        raise DenseError("the geodesic distance needs parameters = 8")
     if min(config.size) < 2 * config.tile:
         raise DenseError(f"size {config.size} must be at least twice the tile ({config.tile})")
     if not 0 < config.heldout < 1:
         raise DenseError("heldout must lie between 0 and 1")
-    return config
+    if not 0 <= config.identity < 1:
+        raise DenseError("identity must lie in [0, 1)")
 
 
 def load_label_maps(config: FitConfig) -> tuple[Tensor, int]:
@@ -149,28 +176,42 @@ class TileSampler:
         matrix = sample_transforms(
             count, self.config.parameters, self.config.ranges, self.generator
         )
+        same = torch.rand(count, generator=self.generator) < self.config.identity
+        matrix[same] = torch.eye(3)
         warped = warp(context, matrix, size=(t, t), extent=2.0)
         original = context[..., t // 2 : t // 2 + t, t // 2 : t // 2 + t]
         return warped, original, matrix
 
 
-def spearman(a: Tensor, b: Tensor) -> float:
-    rank_a = a.argsort().argsort().double()
-    rank_b = b.argsort().argsort().double()
-    return torch.corrcoef(torch.stack([rank_a, rank_b]))[0, 1].item()
+IDENTITY_MARGIN = 0.1  # the distance head's target for identical tiles: −0.1 half-tile
+
+
+def regression_target(net: InverseNet, matrix: Tensor) -> Tensor:
+    """(N, P[+1]) what the network should output for these transformations: the normalised
+    parameters, and the normalised RMS displacement with the distance head — below 0 for the
+    identity, so that identical tiles read exactly 0 after the loss's ReLU."""
+    params = matrix_to_params(matrix, net.num_params)
+    if net.distance_head:
+        moved = rms_displacement(matrix)
+        moved = torch.where(moved > 0, moved, -IDENTITY_MARGIN)
+        params = torch.cat([params, moved[:, None]], dim=1)
+    return params / net.param_scale
 
 
 @torch.no_grad()
-def heldout_report(net: InverseNet, sampler: TileSampler, samples: int) -> dict:
+def heldout_report(net: InverseNet, sampler: TileSampler, samples: int, distance: Distance) -> dict:
+    """Regression error and Spearman(distance, true RMS displacement) on held-out tile pairs."""
     net.eval()
     warped, original, matrix = sampler.batch(samples)
     predicted = net(warped, original)
-    truth = matrix_to_params(matrix, net.num_params) / net.param_scale
-    error = ((predicted - truth) * net.param_scale).abs().mean(0)
+    truth = regression_target(net, matrix)
+    error = ((predicted - truth) * net.param_scale).abs().mean(0)[: net.num_params]
     return {
         "mae_per_parameter": error.tolist(),
         "normalised_rmse": (predicted - truth).square().mean().sqrt().item(),
-        "spearman_distance_vs_magnitude": spearman(predicted.norm(dim=1), truth.norm(dim=1)),
+        "spearman_distance_vs_magnitude": spearman(
+            tile_distance(net, predicted, distance), rms_displacement(matrix)
+        ),
         "samples": samples,
     }
 
@@ -193,15 +234,17 @@ def fit_inverse_net(config: FitConfig, console: Console | None = None) -> dict:
     )
 
     net = InverseNet(
-        config.kind, config.tile, config.parameters, tuple(config.hidden), tuple(config.channels)
-    )
-    spread = matrix_to_params(
-        sample_transforms(
-            20000, config.parameters, config.ranges, torch.Generator().manual_seed(0)
-        ),
+        config.kind,
+        config.tile,
         config.parameters,
-    ).std(0)
-    net.param_scale.copy_(spread.clamp(min=1e-6))
+        tuple(config.hidden),
+        tuple(config.channels),
+        config.distance_head,
+    )
+    matrix = sample_transforms(
+        20000, config.parameters, config.ranges, torch.Generator().manual_seed(0)
+    )
+    net.param_scale.copy_(regression_target(net, matrix).std(0).clamp(min=1e-6))
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.steps)
     net.train()
@@ -209,8 +252,7 @@ def fit_inverse_net(config: FitConfig, console: Console | None = None) -> dict:
         bar = progress.add_task("fit-inverseform", total=config.steps, status="")
         for step in range(1, config.steps + 1):
             warped, original, matrix = train.batch(config.batch_size)
-            target = matrix_to_params(matrix, config.parameters) / net.param_scale
-            loss = F.mse_loss(net(warped, original), target)
+            loss = F.mse_loss(net(warped, original), regression_target(net, matrix))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -218,8 +260,11 @@ def fit_inverse_net(config: FitConfig, console: Console | None = None) -> dict:
             progress.update(bar, advance=1, status=f"mse {loss.item():.4f}")
             if not console.is_terminal and (step % 200 == 0 or step == config.steps):
                 console.print(f"step {step}/{config.steps}  mse {loss.item():.4f}")
-    report = heldout_report(net, heldout, config.heldout_samples)
+    report = heldout_report(net, heldout, config.heldout_samples, config.distance)
     out = Path(config.out)
+    report["sweep"] = sweep(
+        InverseFormLoss(net, config.distance), labels[split:], ignore, config.radius, config.seed
+    )
     save_checkpoint(
         out,
         {
@@ -230,4 +275,10 @@ def fit_inverse_net(config: FitConfig, console: Console | None = None) -> dict:
         },
     )
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    plot_sweep(report["sweep"], sweep_picture(out), f"{out.name}: {net.kind} {net.num_params}")
     return report
+
+
+def sweep_picture(out: Path) -> Path:
+    """Where the sweep's PNG goes: beside the network, ``NAME_sweep.png``."""
+    return out.with_name(f"{out.stem}_sweep.png")

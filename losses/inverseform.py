@@ -3,7 +3,8 @@ network.
 
 The network looks at a pair of boundary tiles (predicted, target) and regresses the spatial
 transformation between them as normalised parameters, which are 0 for the identity; the loss
-is their distance from the identity, averaged over the tiles that cover the whole map.
+is their distance from the identity, averaged over the tiles that cover the whole map and hold
+some boundary in either map (tile pairs that are both nearly empty are skipped).
 
 Parameterisations (all in normalised image coordinates, [-1, 1]):
 
@@ -13,6 +14,12 @@ Parameterisations (all in normalised image coordinates, [-1, 1]):
 
 Each parameter is divided by its spread under the training distribution (stored in the
 network as ``param_scale``) so that no parameter dominates the distance.
+
+Distances: ``euclidean`` (the paper's ‖θ̂‖ over normalised parameters), ``geodesic`` (‖log H‖,
+homographies) and ``pixels``: how far the tile's content moved, as the root-mean-square
+displacement over the tile in pixels — read from a distance head where the network has one
+(fitted on the true displacement, so it keeps growing where the parameters become ambiguous),
+otherwise computed from the regressed transformation.
 """
 
 from __future__ import annotations
@@ -37,10 +44,10 @@ PARAMETER_COUNTS = (4, 6, 8)
 class TransformRanges:
     """Ranges of the random transformations the network learns to regress."""
 
-    rotation: float = 10.0  # degrees, ±
-    scale: float = 0.15  # relative, ±
-    shear: float = 0.1  # ±
-    shift: float = 0.15  # normalised units (1 = half the tile), ±
+    rotation: float = 20.0  # degrees, ±
+    scale: float = 0.25  # relative, ±
+    shear: float = 0.05  # ±
+    shift: float = 0.75  # normalised units (1 = half the tile), ±
     perspective: float = 0.15  # homography h31, h32, ±
 
 
@@ -102,6 +109,17 @@ def params_to_matrix(params: Tensor, parameters: int) -> Tensor:
     return eye + F.pad(params, (0, 1)).reshape(n, 3, 3)
 
 
+def rms_displacement(matrix: Tensor, points: int = 8) -> Tensor:
+    """(N,) root-mean-square distance, in normalised units (1 = half the tile), that the
+    transformations (N, 3, 3) move the points of the tile (a ``points``² grid of cell centres)."""
+    ticks = (torch.arange(points, dtype=matrix.dtype, device=matrix.device) + 0.5) / points * 2 - 1
+    ys, xs = torch.meshgrid(ticks, ticks, indexing="ij")
+    grid = torch.stack([xs.flatten(), ys.flatten(), torch.ones_like(xs.flatten())])  # (3, K)
+    mapped = matrix @ grid
+    moved = mapped[:, :2] / mapped[:, 2:3].clamp(min=1e-6) - grid[:2]
+    return moved.square().sum(1).mean(1).sqrt()
+
+
 def warp(
     maps: Tensor, matrix: Tensor, size: tuple[int, int] | None = None, extent: float = 1.0
 ) -> Tensor:
@@ -127,7 +145,8 @@ def warp(
 
 
 class InverseNet(nn.Module):
-    """Regresses normalised transformation parameters from a (predicted, target) tile pair.
+    """Regresses normalised transformation parameters from a (predicted, target) tile pair,
+    plus, with ``distance_head``, the RMS displacement between them (last output).
 
     ``kind="mlp"`` is the paper's network: both tiles flattened and concatenated, then fully
     connected layers (``fc.0``, ``fc.2``, ``fc.4`` — the official checkpoint layout when
@@ -143,15 +162,18 @@ class InverseNet(nn.Module):
         parameters: int = 4,
         hidden: tuple[int, ...] = (1000, 32),
         channels: tuple[int, ...] = (16, 32, 64, 64),
+        distance_head: bool = False,
     ) -> None:
         super().__init__()
         if parameters not in PARAMETER_COUNTS:
             raise ValueError(f"parameters must be one of {PARAMETER_COUNTS}")
         self.kind, self.tile, self.num_params = kind, tile, parameters
         self.hidden, self.channels = tuple(hidden), tuple(channels)
-        self.register_buffer("param_scale", torch.ones(parameters))
+        self.distance_head = distance_head
+        outputs = parameters + int(distance_head)
+        self.register_buffer("param_scale", torch.ones(outputs))
         if kind == "mlp":
-            widths = [2 * tile * tile, *hidden, parameters]
+            widths = [2 * tile * tile, *hidden, outputs]
             layers: list[nn.Module] = []
             for i in range(len(widths) - 1):
                 layers += [nn.Linear(widths[i], widths[i + 1]), nn.ReLU(inplace=True)]
@@ -163,10 +185,11 @@ class InverseNet(nn.Module):
                 width = out
             # channels-last: about 1.4x faster forward+backward on the CPU (oneDNN), fine on GPU
             self.features = nn.Sequential(*layers).to(memory_format=torch.channels_last)
-            self.head = nn.Linear(width, parameters)
+            self.head = nn.Linear(width, outputs)
 
     def forward(self, predicted: Tensor, target: Tensor) -> Tensor:
-        """Tiles (N, 1, T, T) each → (N, P) normalised parameters (0 = identical tiles)."""
+        """Tiles (N, 1, T, T) each → (N, P) normalised parameters (0 = identical tiles), or
+        (N, P + 1) with the distance head."""
         if self.kind == "mlp":
             return self.fc(torch.cat([predicted.flatten(1), target.flatten(1)], dim=1))
         n, _, h, w = predicted.shape
@@ -186,6 +209,7 @@ class InverseNet(nn.Module):
             "parameters": self.num_params,
             "hidden": list(self.hidden),
             "channels": list(self.channels),
+            "distance_head": self.distance_head,
         }
 
     @classmethod
@@ -247,20 +271,40 @@ def geodesic_distance(params: Tensor, parameters: int, scale: Tensor, terms: int
     return log.flatten(1).norm(dim=1)
 
 
+Distance = Literal["pixels", "euclidean", "geodesic"]
+
+
+def tile_distance(net: InverseNet, outputs: Tensor, distance: Distance) -> Tensor:
+    """(N,) distances from the identity of the network's (N, P[+1]) outputs."""
+    params = outputs[:, : net.num_params]
+    if distance == "euclidean":
+        return params.norm(dim=1)
+    if distance == "geodesic":
+        return geodesic_distance(params, 8, net.param_scale[:8])
+    if net.distance_head:
+        return F.relu(outputs[:, -1]) * net.param_scale[-1] * (net.tile / 2)
+    matrix = params_to_matrix(params * net.param_scale[: net.num_params], net.num_params)
+    return rms_displacement(matrix) * (net.tile / 2)
+
+
 class InverseFormLoss(nn.Module):
     """Mean over tiles of the distance from the identity of the transformation that the frozen
     network sees between predicted and target boundary maps (B, 1, H, W), both in [0, 1].
 
-    ``resize`` (H, W) first resizes both maps, as the release does (672×1344); by default the
-    maps keep their size and the tiling pads them. The network never trains here: it stays in
-    eval mode with ``requires_grad=False``, while gradients flow into the predicted map.
+    Tile pairs where both maps' mean is below ``empty`` are skipped (nothing to align, and the
+    network was never fitted on them); the mean runs over the tiles that count, and is 0 when
+    none does. ``resize`` (H, W) first resizes both maps, as the release does (672×1344); by
+    default the maps keep their size and the tiling pads them. The network never trains here:
+    it stays in eval mode with ``requires_grad=False``, while gradients flow into the predicted
+    map.
     """
 
     def __init__(
         self,
         net: InverseNet,
-        distance: Literal["euclidean", "geodesic"] = "euclidean",
+        distance: Distance = "pixels",
         resize: tuple[int, int] | None = None,
+        empty: float = 0.01,
     ) -> None:
         super().__init__()
         if distance == "geodesic" and net.num_params != 8:
@@ -268,16 +312,32 @@ class InverseFormLoss(nn.Module):
         self.net = net.eval().requires_grad_(False)
         self.distance = distance
         self.resize = resize
+        self.empty = empty
 
     def train(self, mode: bool = True) -> InverseFormLoss:
         return self  # the network is frozen: always eval
 
-    def forward(self, predicted: Tensor, target: Tensor) -> Tensor:
+    def tile_distances(self, predicted: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """Distances of the tile pairs that count, and the map each of them belongs to."""
         if self.resize is not None:
             predicted = F.interpolate(predicted, size=self.resize, mode="bilinear")
             target = F.interpolate(target, size=self.resize, mode="bilinear")
-        tile = self.net.tile
-        params = self.net(tile_maps(predicted.float(), tile), tile_maps(target.float(), tile))
-        if self.distance == "geodesic":
-            return geodesic_distance(params, 8, self.net.param_scale).mean()
-        return params.norm(dim=1).mean()
+        tiles_p = tile_maps(predicted.float(), self.net.tile)
+        tiles_t = tile_maps(target.float(), self.net.tile)
+        keep = (tiles_p.mean(dim=(1, 2, 3)) >= self.empty) | (
+            tiles_t.mean(dim=(1, 2, 3)) >= self.empty
+        )
+        maps = torch.arange(len(predicted), device=keep.device)
+        maps = maps.repeat_interleave(len(keep) // len(predicted))[keep]
+        outputs = self.net(tiles_p[keep], tiles_t[keep])
+        return tile_distance(self.net, outputs, self.distance), maps
+
+    def forward(self, predicted: Tensor, target: Tensor) -> Tensor:
+        distances, _ = self.tile_distances(predicted, target)
+        return distances.mean() if len(distances) else predicted.sum() * 0.0
+
+    def per_map(self, predicted: Tensor, target: Tensor) -> Tensor:
+        """(B,) mean distance over each map's tiles that count (0 where none does)."""
+        distances, maps = self.tile_distances(predicted, target)
+        total = distances.new_zeros(len(predicted)).index_add_(0, maps, distances)
+        return total / torch.bincount(maps, minlength=len(predicted)).clamp(min=1)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from dense.errors import DenseError
 from losses.boundary import balanced_bce
-from losses.inverseform import InverseFormLoss, InverseNet
+from losses.inverseform import Distance, InverseFormLoss, InverseNet
 
 
 @dataclass
@@ -23,7 +22,8 @@ class StructureConfig:
     boundary_bce: float = 0.0  # weight of class-balanced BCE between predicted and target edges
     inverseform: float = 0.0  # weight of the InverseForm term
     network: str = ""  # a `dense fit-inverseform` file, the official .pth, or "nyu13" (bundled)
-    distance: Literal["euclidean", "geodesic"] = "euclidean"
+    distance: Distance = "pixels"  # RMS displacement in px; "euclidean" ‖θ̂‖; "geodesic" (8 p.)
+    empty_tile: float = 0.01  # tile pairs whose maps both have a smaller mean are skipped
     resize: list[int] = field(default_factory=list)  # [H, W] before tiling; [] keeps the size
     radius: int = 2  # thickness of target boundaries, pixels
 
@@ -38,7 +38,7 @@ class Edges:
     logits: Tensor | None = None  # pre-sigmoid edge logits, when the task has an edge head
 
 
-BUNDLED_NETWORKS = {"nyu13": str(Path(__file__).parent / "data" / "inverse_net_nyu13_conv4.pt")}
+BUNDLED_NETWORKS = {"nyu13": str(Path(__file__).parent / "data" / "inverse_net_nyu13.pt")}
 
 
 def load_inverse_net(path: str) -> InverseNet:
@@ -68,7 +68,7 @@ class StructureLoss(nn.Module):
         if config.inverseform > 0:
             resize = tuple(config.resize) if config.resize else None
             net = load_inverse_net(config.network)
-            self.inverseform = InverseFormLoss(net, config.distance, resize)
+            self.inverseform = InverseFormLoss(net, config.distance, resize, config.empty_tile)
 
     @staticmethod
     def active(config: StructureConfig) -> bool:

@@ -110,8 +110,10 @@ def test_fit_inverseform_saves_a_loadable_network_and_a_report(tmp_path):
         out=str(tmp_path / "net.pt"),
     )
     report = fit_inverse_net(config, Console(quiet=True))
-    assert len(report["mae_per_parameter"]) == 4
+    assert len(report["mae_per_parameter"]) == 6
     assert -1 <= report["spearman_distance_vs_magnitude"] <= 1
+    assert set(report["sweep"]["families"]) == {"shift", "rotation", "scale", "elastic"}
+    assert (tmp_path / "net_sweep.png").stat().st_size > 0
     state = torch.load(tmp_path / "net.pt")
     assert state["fit"]["tile"] == 16 and state["heldout"] == report
     net = InverseNet.from_state(state)
