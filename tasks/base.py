@@ -67,8 +67,10 @@ class Task(ABC):
         """A fresh streaming metric for this task."""
 
     def auxiliary(self) -> nn.Module | None:
-        """A training-only network the loss needs (a pose network, say), called with the batch
-        during training steps; trained and saved with the model, never run by eval or predict."""
+        """A network the loss needs (a pose network, say), called with the batch in training
+        steps and in evaluation (where it may return None when the batch lacks its inputs;
+        the task's ``update_metric`` finds its output in ``batch["outputs"]``); trained and
+        saved with the model, never run by predict."""
         return None
 
     def connect(self, tasks: dict[str, Task]) -> None:

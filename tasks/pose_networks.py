@@ -14,6 +14,8 @@ return None when the batch lacks the source frames (evaluation on still images).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import timm
 import torch
 import torch.nn.functional as F
@@ -51,7 +53,7 @@ def coordinates(like: Tensor) -> Tensor:
     return torch.stack([x, y]).expand(B, 2, H, W)
 
 
-class PoseNetwork(nn.Module):
+class PoseNetwork(nn.Module, ABC):
     """Shared plumbing: gather the frame pairs, run ``pair_vectors``, scale, build 4×4 poses."""
 
     def __init__(self, sources: list[str], scales: tuple[float, float], resolution: float):
@@ -59,9 +61,9 @@ class PoseNetwork(nn.Module):
         self.sources, self.resolution = sources, resolution
         self.register_buffer("scales", torch.tensor([scales[0]] * 3 + [scales[1]] * 3))
 
+    @abstractmethod
     def pair_vectors(self, target: Tensor, source: Tensor) -> Tensor:
-        """(N, 6) raw outputs for N frame pairs (N, 3, h, w), normalised."""
-        raise NotImplementedError
+        """(N, 6) raw outputs for N normalised frame pairs (N, 3, h, w)."""
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor] | None:
         if any(f"{s}_image" not in batch for s in self.sources):

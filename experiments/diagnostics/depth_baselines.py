@@ -17,16 +17,16 @@ from rich.console import Console
 from dense import distributed
 from dense.config import load_config
 from dense.data import eval_loader
+from dense.evaluate import evaluate
 from dense.metrics import DepthMetrics
 from dense.trainer import Trainer
 
 
 def main() -> None:
     config = load_config(sys.argv[1], sys.argv[2:])
-    config.run.out_dir = "/tmp/depth_baselines"  # the untrained model is never saved
-    trainer = Trainer(config, distributed.setup("cpu"), Console(quiet=True))
-    untrained = trainer.run_evaluation()
+    trainer = Trainer(config, distributed.setup("cpu"), Console(quiet=True))  # writes nothing
     loader = eval_loader(trainer.val_set, config.data, trainer.context, config.train.eval_batches)
+    untrained = evaluate(trainer.model, trainer.tasks, loader, trainer.device)
     for name, task in trainer.tasks.items():
         if not hasattr(task.config, "median_scaling"):
             continue
