@@ -194,5 +194,8 @@ def test_bad_grids_fail_before_running(tmp_path):
     ids=lambda p: p.name,
 )
 def test_every_shipped_grid_is_valid(path):
+    """Every grid loads; the grids that answer a question use three seeds or more (single-seed
+    diagnosis grids say so in their name: NAME_ablations)."""
     grid = load_grid(path)
-    assert len(grid.arms) >= 2 and len(grid.config.seeds) >= 3
+    assert len(grid.arms) >= 2
+    assert len(grid.config.seeds) >= 3 or grid.config.name.endswith("_ablations")

@@ -189,8 +189,8 @@ def test_the_photometric_loss_trains_depth_and_pose_together(tiny):
     assert sum(photometric[-10:]) < 0.8 * sum(photometric[:10])
 
 
-def untrained_and_trained(config) -> tuple[dict, dict]:
-    """The task's validation metrics before any step and after training ``config``."""
+def untrained_and_trained(tiny, steps: int, lr: float, *overrides: str) -> tuple[dict, dict]:
+    """The task's validation metrics before any step and after a short self-supervised run."""
     from rich.console import Console
 
     from dense import distributed
@@ -198,6 +198,14 @@ def untrained_and_trained(config) -> tuple[dict, dict]:
     from dense.evaluate import evaluate
     from dense.trainer import Trainer
 
+    config = tiny(
+        *SELFSUP,
+        *overrides,
+        f"train.steps={steps}",
+        f"train.eval_every={steps}",
+        "train.log_every=50",
+        f"optim.lr={lr}",
+    )
     untrained = Trainer(config, distributed.setup("cpu"), Console(quiet=True))
     loader = eval_loader(untrained.val_set, config.data, untrained.context)
     before = evaluate(untrained.model, untrained.tasks, loader, untrained.device)
@@ -209,31 +217,16 @@ def test_a_short_run_improves_median_scaled_abs_rel_over_the_untrained_model(tin
     the median-scaled abs rel on those scenes beats the untrained model's. (Held-out rooms
     need longer runs than a test can afford with a learned pose: the two tests below check
     each half on held-out rooms, and the README's run checks the whole.)"""
-    config = tiny(
-        *SELFSUP,
-        "data.options.train_length=8",
-        "data.val_split=train",
-        "train.steps=300",
-        "train.eval_every=300",
-        "train.log_every=50",
-        "optim.lr=1e-3",
-    )
-    before, after = untrained_and_trained(config)
+    overrides = ("data.options.train_length=8", "data.val_split=train")
+    before, after = untrained_and_trained(tiny, 300, 1e-3, *overrides)
     assert after["abs_rel"] < 0.93 * before["abs_rel"], (before, after)
 
 
 def test_depth_learned_with_true_poses_generalises_to_held_out_rooms(tiny):
     """The depth half: with the data's poses, a short run on new rooms at every step beats the
     untrained model on held-out rooms."""
-    config = tiny(
-        *SELFSUP,
-        "tasks.selfsup_depth.pose_source=ground_truth",
-        "train.steps=150",
-        "train.eval_every=150",
-        "train.log_every=50",
-        "optim.lr=1e-3",
-    )
-    before, after = untrained_and_trained(config)
+    oracle = "tasks.selfsup_depth.pose_source=ground_truth"
+    before, after = untrained_and_trained(tiny, 150, 1e-3, oracle)
     assert after["abs_rel"] < 0.9 * before["abs_rel"], (before, after)
 
 
@@ -242,16 +235,8 @@ def test_the_pose_network_learns_on_held_out_rooms(tiny):
     network's translation-direction error on held-out rooms falls below the untrained one's
     (about 90°: no idea of the direction; measured 89° → 74° here, at 48×64; the README's
     96×128 run reaches 23°)."""
-    config = tiny(
-        *SELFSUP,
-        "tasks.selfsup_depth.depth_source=ground_truth",
-        "data.batch_size=8",
-        "train.steps=300",
-        "train.eval_every=300",
-        "train.log_every=50",
-        "optim.lr=2e-3",
-    )
-    before, after = untrained_and_trained(config)
+    oracle = "tasks.selfsup_depth.depth_source=ground_truth"
+    before, after = untrained_and_trained(tiny, 300, 2e-3, oracle, "data.batch_size=8")
     assert after["pose_dir_deg"] < 0.9 * before["pose_dir_deg"], (before, after)
 
 
