@@ -105,7 +105,7 @@ def sweep(loss: InverseFormLoss, labels: Tensor, ignore: int, radius: int, seed:
             "magnitudes": [level * largest for level in LEVELS],
             "unit": UNITS[family],
             "mean": means.tolist(),
-            "std": distances.std(1).tolist(),
+            "std": distances.std(1, correction=min(1, distances.shape[1] - 1)).tolist(),
             "spearman": spearman(moved.flatten(), distances.flatten()),
             "monotone": bool((means[1:] > means[:-1]).all()),
         }
