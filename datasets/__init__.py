@@ -1,3 +1,3 @@
-"""Dataset plug-ins. Importing this package registers the built-in datasets."""
-
-from datasets import folder, nyuv2, sequences, synthetic  # noqa: F401
+"""Dataset plug-ins: synthetic rooms, video sequences, NYU-Depth-v2 and image folders. Each is
+declared as an entry point in the group ``dense.datasets`` (pyproject.toml), as a third-party
+dataset is."""

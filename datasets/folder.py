@@ -24,7 +24,6 @@ from datasets.sequences import natural_key, read_intrinsics
 from dense.data import data_root
 from dense.errors import DenseError
 from dense.imageio import IMAGE_SUFFIXES, read_depth_png, read_labels, read_rgb
-from dense.registry import DATASETS
 from dense.transforms import check_size, resize
 
 
@@ -36,7 +35,6 @@ class FolderConfig:
     width: int = 0
 
 
-@DATASETS.register("folder")
 class FolderDataset(torch.utils.data.Dataset):
     """Images with optional label and depth PNGs of the same name; see the module docstring."""
 

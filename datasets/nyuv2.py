@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dense.download import Download
 from dense.errors import DenseError
 from dense.geometry import nyu_intrinsics
-from dense.registry import DATASETS
 from dense.transforms import check_size, resize
 
 IGNORE_INDEX = 255
@@ -84,12 +84,12 @@ class NYUv2Config:
     width: int = 0
 
 
-@DATASETS.register("nyuv2")
 class NYUv2(torch.utils.data.Dataset):
     """The 1449 labelled NYU-Depth-v2 images from the official MATLAB v7.3 file."""
 
     Config = NYUv2Config
     ignore_index = IGNORE_INDEX
+    DOWNLOAD = Download(FILENAME, NYU_URL, "data/nyuv2", lambda path: verify_file(path))
 
     def __init__(self, split: str, config: NYUv2Config) -> None:
         check_size(config.height, config.width)
@@ -217,7 +217,6 @@ class MTANConfig:
     width: int = 0
 
 
-@DATASETS.register("nyuv2_mtan")
 class NYUv2MTAN(torch.utils.data.Dataset):
     """MTAN/LibMTL's preprocessed NYUv2: ``ROOT/SPLIT/{image,label,depth}/N.npy``.
 

@@ -26,7 +26,6 @@ from torch import Tensor
 from dense.data import data_root
 from dense.errors import DenseError
 from dense.imageio import IMAGE_SUFFIXES, read_depth_png, read_rgb
-from dense.registry import DATASETS
 from dense.transforms import check_size, resize
 
 
@@ -65,7 +64,6 @@ class Scene:
     K: Tensor
 
 
-@DATASETS.register("sequences")
 class Sequences(torch.utils.data.Dataset):
     """Target frames with their neighbours from folders of ordered video frames."""
 

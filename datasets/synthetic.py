@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dense.geometry import invert_rigid, look_rotation, nyu_intrinsics, rigid
-from dense.registry import DATASETS
 
 NYU13_NAMES = (
     "bed", "books", "ceiling", "chair", "floor", "furniture", "objects",
@@ -74,7 +73,6 @@ class Scene:
     light: Tensor  # (3,) point light position
 
 
-@DATASETS.register("synthetic")
 class SyntheticRooms(torch.utils.data.Dataset):
     """Synthetic RGB-D rooms with NYU 13-class labels; see the module docstring."""
 

@@ -14,7 +14,7 @@ from dense.data import data_info
 from dense.errors import DenseError
 from dense.model import DenseModel, build_model
 from dense.registry import TASKS
-from tasks.base import DataInfo, Task
+from dense.task import DataInfo, Task
 
 TRAINED_KEYS = ("config", "model", "step", "class_names", "ignore_index")
 

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.markup import escape
 
+from dense.download import Download
 from dense.errors import DenseError
 
 
@@ -81,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.set_defaults(handler=run_experiment)
 
     data = commands.add_parser("data", help="download and verify a dataset")
-    data.add_argument("dataset", choices=["nyuv2"], help="nyuv2: the labelled NYU-Depth-v2 .mat")
-    data.add_argument("--root", default="data/nyuv2", help="folder to put the file in")
+    data.add_argument("dataset", help="a dataset with a download (nyuv2: the labelled .mat)")
+    data.add_argument("--root", help="folder to put the file in (default: the dataset's)")
     data.add_argument("--url", help="where to download from (default: the official URL)")
     data.add_argument("--sha256", default="", help="expected SHA-256 of the file (optional)")
     data.add_argument("--retries", type=int, default=3, help="resumes after a dropped connection")
@@ -147,8 +148,8 @@ def run_predict(args: argparse.Namespace, console: Console) -> int:
 
 
 def run_fit_inverseform(args: argparse.Namespace, console: Console) -> int:
-    from dense.inverseform_fit import fit_inverse_net, load_fit_config, sweep_picture
-    from dense.inverseform_sweep import summary_lines
+    from dense.inverseform.fit import fit_inverse_net, load_fit_config, sweep_picture
+    from dense.inverseform.sweep import summary_lines
 
     config_file = args.config
     overrides = list(args.overrides)
@@ -186,40 +187,42 @@ def run_experiment(args: argparse.Namespace, console: Console) -> int:
 
 
 def run_data(args: argparse.Namespace, console: Console) -> int:
-    from datasets.nyuv2 import FILENAME, NYU_URL, verify_file
     from dense.download import download, file_sha256
+    from dense.registry import DATASETS
 
-    destination = Path(args.root) / FILENAME
-    url = args.url or NYU_URL
+    spec = getattr(DATASETS.get(args.dataset), "DOWNLOAD", None)
+    if not isinstance(spec, Download):
+        raise DenseError(f"dataset '{args.dataset}' has nothing to download")
+    root = Path(args.root or spec.root)
+    destination = root / spec.filename
+    url = args.url or spec.url
     if args.retries < 0:
         raise DenseError(f"--retries {args.retries}: give 0 or more")
     if urlsplit(url).scheme not in ("http", "https", "ftp", "file"):
         raise DenseError(f"--url {url}: give a full address (http://, https://, ftp:// or file://)")
-    check_folder_target(Path(args.root), "--root")
+    check_folder_target(root, "--root")
     if destination.is_file():
         console.print(f"{destination} is already there; verifying it")
-        count = verify_file(destination)
+        count = spec.verify(destination)
     else:
         console.print(f"downloading {url}")
         try:
             download(url, destination, args.sha256, args.retries, console=console)
         except DenseError as error:
             raise DenseError(
-                f"{error}. If the download keeps failing, fetch {FILENAME} yourself (from {url}, "
-                f"e.g. in a browser) and put it at {destination}"
+                f"{error}. If the download keeps failing, fetch {spec.filename} yourself (from "
+                f"{url}, e.g. in a browser) and put it at {destination}"
             ) from None
-        count = verify_download(destination)
-    console.print(f"{destination}: {count} labelled images, layout verified")
+        count = verify_download(destination, spec)
+    console.print(f"{destination}: {count} samples, layout verified")
     console.print(f"sha256 {file_sha256(destination)}")
     return 0
 
 
-def verify_download(path: Path) -> int:
+def verify_download(path: Path, spec: Download) -> int:
     """Verify a fresh download; one that fails is renamed ``.invalid`` (not kept as the file)."""
-    from datasets.nyuv2 import verify_file
-
     try:
-        return verify_file(path)
+        return spec.verify(path)
     except DenseError as error:
         invalid = path.with_name(path.name + ".invalid")
         path.replace(invalid)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import tomli_w
 import tomllib
 
 from dense.errors import DenseError
@@ -86,6 +87,7 @@ class TrainConfig:
     max_bad_steps: int = 5  # consecutive non-finite losses before training stops
     eval_batches: int = 0  # evaluate on at most this many batches; 0 = the whole split
     preview_samples: int = 4  # rows in the predictions picture written after training
+    tensorboard: bool = True  # also log to TensorBoard event files in RUN/tensorboard/
 
 
 @dataclass
@@ -285,30 +287,19 @@ def check_type(value: Any, hint: Any, key: str) -> Any:
 
 
 def to_toml(data: dict[str, Any]) -> str:
-    """Write a nested dict of scalars and lists as TOML (enough for :class:`Config`)."""
-    lines: list[str] = []
+    """``data`` (nested dicts of scalars and lists) as TOML, written by tomli-w; keys whose
+    value is None are left out (TOML has no null, and reading falls back to the default)."""
+    return tomli_w.dumps(without_none(data))
 
-    def emit(table: dict[str, Any], path: list[str]) -> None:
-        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
-        tables = {k: v for k, v in table.items() if isinstance(v, dict)}
-        if path and (scalars or not tables):
-            lines.append(f"\n[{'.'.join(path)}]")
-        for key, value in scalars.items():
-            lines.append(f"{key} = {toml_value(value)}")
-        for key, value in tables.items():
-            emit(value, [*path, key])
 
-    emit(data, [])
-    return "\n".join(lines).lstrip() + "\n"
+def without_none(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: without_none(value) if isinstance(value, dict) else value
+        for key, value in data.items()
+        if value is not None
+    }
 
 
 def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+    """One value as TOML source text (for building ``key=value`` overrides)."""
+    return tomli_w.dumps({"v": value}).removeprefix("v = ").strip().replace("\n", " ")

@@ -20,8 +20,8 @@ from dense.config import DataConfig, build_dataclass
 from dense.distributed import Context
 from dense.errors import DenseError
 from dense.registry import DATASETS
+from dense.task import DataInfo
 from dense.transforms import Augmented, JointTransform
-from tasks.base import DataInfo
 
 
 def build_dataset(config: DataConfig, split: str, augment: bool = False) -> Dataset:

@@ -60,6 +60,15 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def mean_over_processes(tensor: torch.Tensor) -> torch.Tensor:
+    """The mean of ``tensor`` over all processes (``tensor`` itself in a single process)."""
+    if not is_distributed():
+        return tensor
+    total = tensor.clone()
+    all_reduce_sum(total)
+    return total / dist.get_world_size()
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> None:
     """Sum ``tensor`` in place over all processes (moving through the backend's device)."""
     if not is_distributed():

@@ -12,6 +12,8 @@ import hashlib
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
 
@@ -28,6 +30,18 @@ from rich.progress import (
 from dense.errors import DenseError
 
 CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Download:
+    """What ``dense data NAME`` fetches for a dataset plug-in that sets ``DOWNLOAD``: one file,
+    its official address, the folder it goes to by default, and a check of its layout that
+    returns the number of samples (raising DenseError when the file is not right)."""
+
+    filename: str
+    url: str
+    root: str
+    verify: Callable[[Path], int]
 
 
 class DownloadError(DenseError):

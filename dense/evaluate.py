@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dense.data import to_device
-from tasks.base import Task
+from dense.task import Task
 
 
 @torch.no_grad()
@@ -31,9 +31,8 @@ def evaluate(
             batch = to_device(batch, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 outputs = model(batch["image"], batch)  # auxiliary networks too (pose errors)
-            context = {**batch, "outputs": outputs}
             for name, task in tasks.items():
-                task.update_metric(metrics[name], outputs[name], context)
+                task.update_metric(metrics[name], outputs[name], batch, outputs)
             progress.advance(bar)
     model.train(was_training)
     results = {}

@@ -8,7 +8,6 @@ output is cropped back.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import timm
 import torch
@@ -19,7 +18,7 @@ from dense.checkpoint import FORMAT
 from dense.config import ModelConfig
 from dense.errors import DenseError
 from dense.layers import conv_bn_relu
-from tasks.base import Task
+from dense.task import Outputs, Task
 
 
 class Encoder(nn.Module):
@@ -101,10 +100,10 @@ class FPN(nn.Module):
 
 
 class DenseModel(nn.Module):
-    """Shared encoder and decoder with one head per task; returns ``{task: prediction}``.
+    """Shared encoder and decoder with one head per task; returns :class:`Outputs`.
 
     Tasks' auxiliary networks (training-only, e.g. a pose network) run when the batch is
-    passed too; their outputs join the result as ``"<task>.auxiliary"``.
+    passed too; their outputs go to ``Outputs.auxiliary`` under the task's name.
     """
 
     def __init__(
@@ -120,7 +119,7 @@ class DenseModel(nn.Module):
         self.heads = nn.ModuleDict(heads)
         self.auxiliary = nn.ModuleDict(auxiliary or {})
 
-    def forward(self, image: Tensor, batch: dict[str, Tensor] | None = None) -> dict[str, Any]:
+    def forward(self, image: Tensor, batch: dict[str, Tensor] | None = None) -> Outputs:
         height, width = image.shape[-2:]
         stride = self.encoder.stride
         pad_h, pad_w = -height % stride, -width % stride
@@ -128,14 +127,14 @@ class DenseModel(nn.Module):
             image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
         pyramid = self.decoder(self.encoder(image))
         size = (height + pad_h, width + pad_w)
-        outputs = {
+        predictions = {
             name: crop(head(pyramid, size), size, (height, width))
             for name, head in self.heads.items()
         }
+        auxiliary = {}
         if batch is not None:
-            for name, network in self.auxiliary.items():
-                outputs[f"{name}.auxiliary"] = network(batch)
-        return outputs
+            auxiliary = {name: network(batch) for name, network in self.auxiliary.items()}
+        return Outputs(predictions, {k: v for k, v in auxiliary.items() if v is not None})
 
 
 def crop(output, padded: tuple[int, int], size: tuple[int, int]):

@@ -1,15 +1,16 @@
-"""Name → class registries for tasks and datasets, extensible through entry points.
+"""Name → class registries for tasks and datasets, filled from entry points.
 
-Built-in plug-ins register themselves when their package is imported; third-party packages
-declare an entry point in the group ``dense.tasks`` or ``dense.datasets``
-(``name = "module:Class"``) and are loaded the first time a registry is read.
+Every plug-in, built-in or third-party, is declared as an entry point in the group
+``dense.tasks`` or ``dense.datasets`` (``name = "module:Class"``); the entry points are read the
+first time a registry is used, so the engine never names a plug-in. ``register`` adds one in
+process (tests, notebooks).
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator
-from importlib import import_module, metadata
+from importlib import metadata
 from typing import Generic, TypeVar
 
 from dense.errors import DenseError
@@ -20,9 +21,8 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A mapping from names to plug-in classes."""
 
-    def __init__(self, kind: str, builtin_module: str, entry_point_group: str) -> None:
+    def __init__(self, kind: str, entry_point_group: str) -> None:
         self.kind = kind
-        self._builtin_module = builtin_module
         self._group = entry_point_group
         self._items: dict[str, T] = {}
         self._loaded = False
@@ -45,10 +45,6 @@ class Registry(Generic[T]):
             raise DenseError(f"unknown {self.kind} '{name}' (registered: {known}){hint}")
         return self._items[name]
 
-    def names(self) -> list[str]:
-        self._load()
-        return sorted(self._items)
-
     def __iter__(self) -> Iterator[tuple[str, T]]:
         self._load()
         return iter(sorted(self._items.items()))
@@ -57,8 +53,9 @@ class Registry(Generic[T]):
         if self._loaded:
             return
         self._loaded = True
-        import_module(self._builtin_module)
         for entry in metadata.entry_points(group=self._group):
+            if entry.name in self._items:
+                continue  # registered in process: that one wins
             try:
                 self._items[entry.name] = entry.load()
             except Exception as error:  # a broken third-party plug-in must not hide the others
@@ -67,5 +64,5 @@ class Registry(Generic[T]):
                 ) from None
 
 
-TASKS: Registry = Registry("task", "tasks", "dense.tasks")
-DATASETS: Registry = Registry("dataset", "datasets", "dense.datasets")
+TASKS: Registry = Registry("task", "dense.tasks")
+DATASETS: Registry = Registry("dataset", "dense.datasets")

@@ -1,16 +1,19 @@
-"""Run directories: one training process at a time, and only the run's own files deleted."""
+"""Run directories: where a training run keeps its config, checkpoint and log; one training
+process at a time; resuming checks that the run is the same; only the run's own files are
+ever deleted."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dense.checkpoint import temporary_path
+from dense.checkpoint import load_checkpoint, save_checkpoint, temporary_path
 from dense.errors import DenseError
 
 CHECKPOINT = "last.pt"
@@ -18,6 +21,73 @@ LOG = "metrics.jsonl"
 LOCK = ".lock"
 # everything a training run writes into its directory; --overwrite deletes these and no more
 RUN_FILES = ("config.toml", CHECKPOINT, LOG, "metrics.json", "predictions.png")
+TENSORBOARD = "tensorboard"  # a folder of event files, also the run's own
+# config sections a resumed run may not change: they define the model and what it learns
+FROZEN_ON_RESUME = ("model", "tasks", "data.dataset", "weighting.method")
+RESUME_KEYS = ("config", "model", "weighting", "optimizer", "scheduler", "step", "rng")
+
+
+class RunDir:
+    """One run's folder as training sees it. Only the main process writes."""
+
+    def __init__(self, path: Path, is_main: bool = True) -> None:
+        self.path = path
+        self.is_main = is_main
+        self.checkpoint = path / CHECKPOINT
+
+    def start(self, config: dict, config_text: str, resume: bool, overwrite: bool) -> dict | None:
+        """Begin the run: the checkpoint's state when resuming one (after checking that
+        ``config`` may continue it), else None after clearing the folder (``--overwrite``, or
+        a run that died before its first checkpoint) and writing ``config_text``.
+        Refuses to silently overwrite a run."""
+        if self.is_main:
+            temporary_path(self.checkpoint).unlink(missing_ok=True)  # a write cut short
+        if self.checkpoint.exists() and not (resume or overwrite):
+            raise DenseError(
+                f"{self.path} already holds a run: pass --resume to continue it, "
+                "--overwrite to start again, or choose another run.name"
+            )
+        if resume and self.checkpoint.exists():
+            state = load_checkpoint(self.checkpoint, RESUME_KEYS)
+            check_resumable(state["config"], config, self.checkpoint)
+            if self.is_main:
+                truncate_log(self.path / LOG, state["step"])
+            return state
+        if self.is_main:
+            clear_run(self.path)
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / "config.toml").write_text(config_text)
+        return None
+
+    def save(self, state: dict) -> None:
+        if self.is_main:
+            save_checkpoint(self.checkpoint, state)
+
+    def last_good(self) -> str:
+        """Where training can be picked up again, for error messages."""
+        if self.checkpoint.exists():
+            return f"the last good checkpoint is {self.checkpoint}"
+        return "no checkpoint yet"
+
+
+def check_resumable(saved: dict, current: dict, path: Path) -> None:
+    for key in FROZEN_ON_RESUME:
+        a, b = saved, current
+        for part in key.split("."):
+            a, b = a.get(part), b.get(part)
+        if a != b:
+            raise DenseError(
+                f"cannot resume {path}: its '{key}' differs from the config's "
+                "(only training length, schedule, evaluation and logging may change)"
+            )
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop log records written after ``step`` by a run that died before its next checkpoint."""
+    if not path.exists():
+        return
+    kept = [r for r in read_log(path) if isinstance(r.get("step"), int) and r["step"] <= step]
+    path.write_text("".join(json.dumps(record) + "\n" for record in kept))
 
 
 @contextmanager
@@ -65,4 +135,5 @@ def clear_run(run_dir: Path) -> None:
         return
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / TENSORBOARD, ignore_errors=True)
     temporary_path(run_dir / CHECKPOINT).unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""The training loop: one ``Trainer`` wires config, data, model, losses and checkpoints.
+"""The training loop: one ``Trainer`` wires config, data, model, objective and run folder.
 
 Resuming restores model, optimizer, scheduler, loss weighting, step and every RNG; with the
 step-indexed sampler of :mod:`dense.data`, a resumed run continues exactly as an
@@ -11,7 +11,7 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,27 +21,18 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dense import distributed
 from dense.assemble import build_tasks, checkpoint_data
-from dense.checkpoint import (
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-    temporary_path,
-)
+from dense.checkpoint import rng_state, set_rng_state
 from dense.config import Config, to_toml
 from dense.data import build_dataset, data_info, eval_loader, to_device, train_loader
 from dense.errors import DenseError
 from dense.evaluate import evaluate
 from dense.model import build_model
+from dense.objective import Objective
+from dense.pictures import Column, draw, save_comparison
 from dense.progress import format_terms, metrics_table, training_progress
-from dense.rundir import CHECKPOINT, LOG, clear_run, locked, read_log
-from dense.visualize import image_grid, save_png, to_uint8
-from losses.structure import StructureLoss
-from losses.weighting import make_weighting
-
-# config sections a resumed run may not change: they define the model and what it learns
-FROZEN_ON_RESUME = ("model", "tasks", "data.dataset", "weighting.method")
-RESUME_KEYS = ("config", "model", "weighting", "optimizer", "scheduler", "step", "rng")
+from dense.rundir import RunDir, locked
+from dense.runlog import RunLog
+from dense.visualize import to_uint8
 
 
 class TrainingError(DenseError):
@@ -53,7 +44,6 @@ class TrainResult:
     step: int
     metrics: dict[str, dict[str, float]]
     run_dir: Path
-    history: list[dict] = field(default_factory=list)
 
 
 class Trainer:
@@ -69,20 +59,15 @@ class Trainer:
         self.val_set = build_dataset(config.data, config.data.val_split)
         self.tasks = build_tasks(config, data_info(self.train_set))
         self.model = build_model(config.model, self.tasks).to(self.device)
-        self.structure = build_structure_losses(self.tasks, config)
-        self.structure.to(self.device)
-        self.weighting = make_weighting(
-            config.weighting.method,
-            {name: options.weight for name, options in config.tasks.items()},
-            config.weighting.dwa_temperature,
-            config.weighting.dwa_window,
-        ).to(self.device)
-        self.optimizer = make_optimizer(self.model, self.weighting, config)
+        self.objective = Objective(self.tasks, config).to(self.device)
+        self.optimizer = make_optimizer(self.model, self.objective.weighting, config)
         self.scheduler = make_scheduler(self.optimizer, config)
         self.amp = config.train.amp == "bf16" or (
             config.train.amp == "auto" and self.device.type == "cuda"
         )
         self.step = 0
+        self.folder = RunDir(self.run_dir, context.is_main)
+        self.log = RunLog(self.run_dir, False, False)  # opened by prepare()
         self.network: nn.Module = self.model
         if context.world_size > 1:
             self.network = DistributedDataParallel(
@@ -92,67 +77,50 @@ class Trainer:
     # ------------------------------------------------------------------ run directory
 
     def prepare(self, resume: bool, overwrite: bool) -> None:
-        """Start fresh or load the last checkpoint, refusing to silently overwrite a run."""
-        checkpoint = self.run_dir / CHECKPOINT
-        if self.context.is_main:
-            temporary_path(checkpoint).unlink(missing_ok=True)  # a write cut short by a kill
-        if checkpoint.exists() and not (resume or overwrite):
-            raise DenseError(
-                f"{self.run_dir} already holds a run: pass --resume to continue it, "
-                "--overwrite to start again, or choose another run.name"
-            )
-        if resume and checkpoint.exists():
-            self.load(checkpoint)
+        """Start fresh or continue from the last checkpoint (see :meth:`RunDir.start`)."""
+        config = self.config.to_dict()
+        state = self.folder.start(config, to_toml(config), resume, overwrite)
+        if state is not None:
+            self.restore(state)
             if self.context.is_main:
-                self.console.print(f"resuming {checkpoint} at step {self.step}")
-        elif self.context.is_main:
-            if resume:
-                self.console.print(f"nothing to resume in {self.run_dir}: starting a new run")
-            clear_run(self.run_dir)  # --overwrite, or a run that died before its first checkpoint
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.toml").write_text(to_toml(self.config.to_dict()))
+                self.console.print(f"resuming {self.folder.checkpoint} at step {self.step}")
+        elif resume and self.context.is_main:
+            self.console.print(f"nothing to resume in {self.run_dir}: starting a new run")
+        main = self.context.is_main
+        self.log = RunLog(self.run_dir, main, self.config.train.tensorboard, self.step)
         distributed.barrier()
 
-    def load(self, path: Path) -> None:
-        state = load_checkpoint(path, RESUME_KEYS)
-        check_resumable(state["config"], self.config.to_dict(), path)
+    def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.weighting.load_state_dict(state["weighting"])
+        self.objective.weighting.load_state_dict(state["weighting"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
         set_rng_state(state["rng"])
-        if self.context.is_main:
-            truncate_log(self.run_dir / LOG, self.step)
 
     def save(self) -> None:
         """Checkpoint on rank 0; weights that are no longer finite are never written."""
-        state = [*self.model.state_dict().values(), *self.weighting.state_dict().values()]
+        weighting = self.objective.weighting
+        state = [*self.model.state_dict().values(), *weighting.state_dict().values()]
         if not all_finite(extremes(state)):
             raise TrainingError(
                 f"the model's weights or statistics stopped being finite at step {self.step}; "
-                f"training stopped ({self.last_good()}). Lower optim.lr or check the data"
+                f"training stopped ({self.folder.last_good()}). Lower optim.lr or check the data"
             )
         if not self.context.is_main:
             return
-        save_checkpoint(
-            self.run_dir / CHECKPOINT,
+        self.folder.save(
             {
                 "model": self.model.state_dict(),
-                "weighting": self.weighting.state_dict(),
+                "weighting": weighting.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "step": self.step,
                 "rng": rng_state(),
                 "config": self.config.to_dict(),
                 **checkpoint_data(self.train_set),
-            },
+            }
         )
-
-    def log(self, record: dict) -> None:
-        if self.context.is_main:
-            with open(self.run_dir / LOG, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
 
     # ------------------------------------------------------------------------ training
 
@@ -160,16 +128,8 @@ class Trainer:
         """One optimisation step; None when it was skipped for a non-finite loss or gradient."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             outputs = self.network(batch["image"], batch)
-        context = {**batch, "outputs": outputs}
-        terms: dict[str, Tensor] = {}
-        task_losses: dict[str, Tensor] = {}
-        for name, task in self.tasks.items():
-            task_terms = task.loss(outputs[name], context)
-            if name in self.structure:
-                task_terms |= self.structure[name](task.edges(outputs[name], context))
-            terms.update(task_terms)
-            task_losses[name] = sum(task_terms.values())
-        total, weights = self.weighting(task_losses)
+        loss = self.objective(outputs, batch, self.step)
+        total = loss.total
         self.optimizer.zero_grad(set_to_none=True)
         if not all_finite(total):
             return None
@@ -182,8 +142,8 @@ class Trainer:
             return None
         self.optimizer.step()
         self.scheduler.step()
-        values = {"loss": total.item(), **{k: v.item() for k, v in terms.items()}}
-        values.update({f"weight/{name}": w for name, w in weights.items()})
+        values = {"loss": total.item(), **{k: v.item() for k, v in loss.terms.items()}}
+        values.update({f"weight/{name}": w for name, w in loss.weights.items()})
         return values
 
     def fit(self) -> TrainResult:
@@ -217,7 +177,9 @@ class Trainer:
                 if self.step % config.log_every == 0 or self.step == config.steps:
                     rate = images / max(time.perf_counter() - started, 1e-9)
                     record = mean_record(window) | {"lr": self.scheduler.get_last_lr()[0]}
-                    self.log({"step": self.step, "split": "train", **record, "images_per_s": rate})
+                    self.log.record(
+                        {"step": self.step, "split": "train", **record, "images_per_s": rate}
+                    )
                     status = format_terms(
                         {k: v for k, v in record.items() if "/" in k and "weight/" not in k}
                     )
@@ -237,6 +199,8 @@ class Trainer:
                 json.dumps({"step": self.step, **metrics}, indent=2)
             )
             self.preview()
+            self.log.picture("predictions", self.run_dir / "predictions.png", self.step)
+        self.log.close()
         return TrainResult(self.step, metrics, self.run_dir)
 
     def warn_bad_step(self, count: int) -> None:
@@ -249,12 +213,8 @@ class Trainer:
         if count >= limit:
             raise TrainingError(
                 f"the loss was not finite for {limit} steps in a row at step {self.step + 1}; "
-                f"training stopped ({self.last_good()}). Lower optim.lr or check the data"
+                f"training stopped ({self.folder.last_good()}). Lower optim.lr or check the data"
             )
-
-    def last_good(self) -> str:
-        kept = self.run_dir / CHECKPOINT
-        return f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint yet"
 
     def run_evaluation(self) -> dict[str, dict[str, float]]:
         distributed.broadcast_buffers(self.model)
@@ -268,45 +228,35 @@ class Trainer:
             for task, values in metrics.items()
             for name, value in values.items()
         }
-        self.log({"step": self.step, "split": "val", **flat})
+        self.log.record({"step": self.step, "split": "val", **flat})
         if self.context.is_main:
             self.console.print(metrics_table(metrics, f"validation at step {self.step}"))
         return metrics
 
     @torch.no_grad()
     def preview(self) -> None:
-        """predictions.png: per validation sample, the image then target | prediction per task."""
+        """predictions.png: per validation sample, the image, then target | prediction of
+        every drawable task, with titles and colour keys."""
         count = min(self.config.train.preview_samples, len(self.val_set))
         if count == 0:
             return
         samples = [self.val_set[i] for i in range(count)]
         images = torch.stack([s["image"] for s in samples]).to(self.device)
         self.model.eval()
-        predictions = self.model(images)
-        rows = []
-        for i, sample in enumerate(samples):
-            row = [to_uint8(sample["image"])]
-            for name, task in self.tasks.items():
-                value = task.decode(predictions[name][i : i + 1])[0]
-                drawn = [task.render(sample[task.target_key]), task.render(value.cpu())]
-                row += [d for d in drawn if d is not None]
-            rows.append(row)
-        save_png(image_grid(rows), self.run_dir / "predictions.png")
+        outputs = self.model(images)
+        columns = [Column("image", [to_uint8(s["image"]) for s in samples])]
+        for name, task in self.tasks.items():
+            targets = [s[task.target_key] for s in samples]
+            values = [task.decode(outputs[name][i : i + 1])[0].cpu() for i in range(count)]
+            values = [task.align(v, t) for v, t in zip(values, targets, strict=True)]
+            for title, pictures in ((f"{name}: target", targets), (f"{name}: prediction", values)):
+                drawn = [draw(task, picture) for picture in pictures]
+                if all(picture is not None for picture in drawn):
+                    columns.append(Column(title, drawn, task.colour_key()))
+        save_comparison(self.run_dir / "predictions.png", columns)
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def build_structure_losses(tasks: dict, config: Config) -> nn.ModuleDict:
-    """A StructureLoss for every task whose ``structure`` section switches a term on."""
-    losses = {}
-    for name, task in tasks.items():
-        options = config.tasks[name].structure
-        if StructureLoss.active(options):
-            if not task.has_edges():
-                raise DenseError(f"tasks.{name}.structure: task '{name}' exposes no edges")
-            losses[name] = StructureLoss(name, options)
-    return nn.ModuleDict(losses)
 
 
 def make_optimizer(model: nn.Module, weighting: nn.Module, config: Config) -> torch.optim.AdamW:
@@ -358,26 +308,6 @@ def extremes(tensors: list[Tensor]) -> Tensor:
 
 def mean_record(window: list[dict[str, float]]) -> dict[str, float]:
     return {key: sum(v[key] for v in window) / len(window) for key in window[0]}
-
-
-def check_resumable(saved: dict, current: dict, path: Path) -> None:
-    for key in FROZEN_ON_RESUME:
-        a, b = saved, current
-        for part in key.split("."):
-            a, b = a.get(part), b.get(part)
-        if a != b:
-            raise DenseError(
-                f"cannot resume {path}: its '{key}' differs from the config's "
-                "(only training length, schedule, evaluation and logging may change)"
-            )
-
-
-def truncate_log(path: Path, step: int) -> None:
-    """Drop log records written after ``step`` by a run that died before its next checkpoint."""
-    if not path.exists():
-        return
-    kept = [r for r in read_log(path) if isinstance(r.get("step"), int) and r["step"] <= step]
-    path.write_text("".join(json.dumps(record) + "\n" for record in kept))
 
 
 def train(

@@ -6,10 +6,10 @@ log-variances, DWA loss history) lives in its state dict and is checkpointed wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
-
-from dense import distributed
 
 
 class FixedWeighting(nn.Module):
@@ -43,11 +43,19 @@ class UncertaintyWeighting(nn.Module):
 class DynamicWeightAverage(nn.Module):
     """Weights from how fast each loss falls: λ_t = T·softmax(r / temperature),
     r_t = L̄_t(k−1) / L̄_t(k−2), where L̄(k) is a task's mean loss over training window k of
-    ``window`` steps. The first two windows use λ = 1. Losses are averaged over processes."""
+    ``window`` steps. The first two windows use λ = 1. ``average`` maps this process's window
+    means to the means over all processes (the identity in a single process)."""
 
-    def __init__(self, tasks: list[str], temperature: float = 2.0, window: int = 50) -> None:
+    def __init__(
+        self,
+        tasks: list[str],
+        temperature: float = 2.0,
+        window: int = 50,
+        average: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
         super().__init__()
         self.tasks = list(tasks)
+        self.average = average or (lambda means: means)
         self.temperature = temperature
         self.window = window
         self.register_buffer("sums", torch.zeros(len(tasks), dtype=torch.float64))
@@ -72,10 +80,7 @@ class DynamicWeightAverage(nn.Module):
         self.sums += values
         self.steps += 1
         if self.steps >= self.window:
-            sums = self.sums.clone()
-            distributed.all_reduce_sum(sums)
-            world = torch.distributed.get_world_size() if distributed.is_distributed() else 1
-            mean = sums / (self.window * world)
+            mean = self.average(self.sums / self.window)
             self.history.copy_(torch.stack([self.history[1], mean]))
             self.windows += 1
             self.sums.zero_()
@@ -83,12 +88,16 @@ class DynamicWeightAverage(nn.Module):
 
 
 def make_weighting(
-    method: str, weights: dict[str, float], temperature: float = 2.0, window: int = 50
+    method: str,
+    weights: dict[str, float],
+    temperature: float = 2.0,
+    window: int = 50,
+    average: Callable[[Tensor], Tensor] | None = None,
 ) -> nn.Module:
     if method == "fixed":
         return FixedWeighting(weights)
     if method == "uncertainty":
         return UncertaintyWeighting(list(weights))
     if method == "dwa":
-        return DynamicWeightAverage(list(weights), temperature, window)
+        return DynamicWeightAverage(list(weights), temperature, window, average)
     raise ValueError(f"unknown weighting method {method!r}")

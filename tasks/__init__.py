@@ -1,3 +1,2 @@
-"""Task plug-ins. Importing this package registers the built-in tasks."""
-
-from tasks import depth, segmentation, selfsup_depth  # noqa: F401
+"""Task plug-ins: segmentation, supervised and self-supervised depth. Each is declared as an
+entry point in the group ``dense.tasks`` (pyproject.toml), exactly as a third-party task is."""

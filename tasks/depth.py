@@ -15,12 +15,11 @@ from dense.boundary_metrics import DepthBoundaryErrors, MetricGroup
 from dense.errors import DenseError
 from dense.layers import ConvHead
 from dense.metrics import EIGEN_CROP, DepthMetrics, Metric, median_scale
-from dense.registry import TASKS
-from dense.visualize import colorize_depth, save_png, save_png16
+from dense.structure import Edges
+from dense.task import ColourKey, DataInfo, Outputs, Task, TaskConfig
+from dense.visualize import DEPTH_ANCHORS, colorize_depth, save_png, save_png16
 from losses.boundary import boundary_from_depth, soft_depth_edges
 from losses.depth import log_l1_loss, silog_loss
-from losses.structure import Edges
-from tasks.base import DataInfo, Task, TaskConfig
 
 
 @dataclass
@@ -64,11 +63,9 @@ class LogDepthHead(nn.Module):
         return torch.exp(self.log_min + self.log_range * torch.sigmoid(x))  # (B, 1, H, W)
 
 
-@TASKS.register("depth")
 class Depth(Task):
     Config = DepthConfig
     target_key = "depth"
-    keys = ("depth",)
 
     def __init__(self, name: str, config: DepthConfig, data: DataInfo) -> None:
         super().__init__(name, config, data)
@@ -83,7 +80,9 @@ class Depth(Task):
     def valid(self, target: Tensor) -> Tensor:
         return torch.isfinite(target) & (target > 0) & (target <= self.config.max_depth)
 
-    def loss(self, prediction: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def loss(
+        self, prediction: Tensor, batch: dict[str, Tensor], outputs: Outputs
+    ) -> dict[str, Tensor]:
         target = batch[self.target_key]
         valid = self.valid(target)
         target = torch.where(valid, target, torch.ones_like(target))
@@ -93,7 +92,7 @@ class Depth(Task):
             value = log_l1_loss(prediction, target, valid)
         return {f"{self.name}/{self.config.loss}": value}
 
-    def edges(self, prediction: Tensor, batch: dict[str, Tensor]) -> Edges:
+    def edges(self, prediction: Tensor, batch: dict[str, Tensor], outputs: Outputs) -> Edges:
         """Soft edges of the predicted depth against the ground truth's depth edges."""
         target = batch[self.target_key]
         valid = self.valid(target)
@@ -116,6 +115,11 @@ class Depth(Task):
 
     def render(self, value: Tensor) -> Tensor:
         return colorize_depth(value, self.config.min_depth, self.config.max_depth)
+
+    def colour_key(self) -> ColourKey:
+        near_to_far = tuple(tuple(c) for c in DEPTH_ANCHORS.flip(0).tolist())
+        scale = (self.config.min_depth, self.config.max_depth)
+        return ColourKey(scale=scale, colours=near_to_far, label="depth (m)")
 
     def outline(self, value: Tensor) -> Tensor:
         depth = value.reshape(1, 1, *value.shape[-2:]).float()

@@ -14,11 +14,10 @@ from dense.boundary_metrics import BoundaryScores, MetricGroup
 from dense.errors import DenseError
 from dense.layers import ConvHead
 from dense.metrics import ConfusionMatrix, Metric
-from dense.registry import TASKS
-from dense.visualize import colorize_labels, save_png
+from dense.structure import Edges
+from dense.task import ColourKey, DataInfo, Outputs, Task, TaskConfig
+from dense.visualize import colorize_labels, label_palette, save_png
 from losses.boundary import boundary_from_labels, soft_label_edges
-from losses.structure import Edges
-from tasks.base import DataInfo, Task, TaskConfig
 
 
 @dataclass
@@ -49,11 +48,9 @@ class SegmentationHead(nn.Module):
         return torch.cat([logits, self.boundary(pyramid, size)], dim=1)  # (B, K + 1, H, W)
 
 
-@TASKS.register("segmentation")
 class Segmentation(Task):
     Config = SegmentationConfig
     target_key = "segmentation"
-    keys = ("segmentation",)
 
     def __init__(self, name: str, config: SegmentationConfig, data: DataInfo) -> None:
         super().__init__(name, config, data)
@@ -93,7 +90,9 @@ class Segmentation(Task):
             label_smoothing=self.config.label_smoothing,
         )
 
-    def loss(self, prediction: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def loss(
+        self, prediction: Tensor, batch: dict[str, Tensor], outputs: Outputs
+    ) -> dict[str, Tensor]:
         target = batch[self.target_key].long()
         logits = prediction[:, : self.num_classes]
         terms = {f"{self.name}/ce": self.cross_entropy(logits, target)}
@@ -105,7 +104,7 @@ class Segmentation(Task):
             terms[f"{self.name}/edge_attention"] = self.config.edge_attention * attention
         return terms
 
-    def edges(self, prediction: Tensor, batch: dict[str, Tensor]) -> Edges:
+    def edges(self, prediction: Tensor, batch: dict[str, Tensor], outputs: Outputs) -> Edges:
         radius = self.config.structure.radius
         target, valid = boundary_from_labels(batch[self.target_key], radius, self.ignore_index)
         if self.config.edge_source == "head":
@@ -127,6 +126,11 @@ class Segmentation(Task):
 
     def render(self, value: Tensor) -> Tensor:
         return colorize_labels(value, self.num_classes, self.ignore_index)
+
+    def colour_key(self) -> ColourKey:
+        palette = label_palette(self.num_classes).tolist()
+        names = self.class_names or tuple(f"class {i}" for i in range(self.num_classes))
+        return ColourKey(classes=tuple((n, tuple(c)) for n, c in zip(names, palette, strict=True)))
 
     def outline(self, value: Tensor) -> Tensor:
         edges, _ = boundary_from_labels(value.reshape(1, *value.shape[-2:]), 1, self.ignore_index)

@@ -23,11 +23,10 @@ from dense.errors import DenseError
 from dense.geometry import inverse_warp, scale_intrinsics
 from dense.layers import ConvHead
 from dense.metrics import Metric, PoseErrors
-from dense.registry import TASKS
+from dense.structure import Edges
+from dense.task import DataInfo, Outputs, Task
 from losses.boundary import boundary_from_image, boundary_from_labels, soft_depth_edges
 from losses.photometric import disparity_to_depth, edge_aware_smoothness, photometric_error
-from losses.structure import Edges
-from tasks.base import DataInfo, Task
 from tasks.depth import Depth, DepthOutputConfig
 from tasks.pose_networks import CorrelationPoseNetwork, StackedPoseNetwork
 
@@ -173,13 +172,11 @@ def true_depth(batch: dict[str, Any], max_depth: float) -> Tensor:
     return torch.where(valid, depth, torch.full_like(depth, max_depth)).clamp(max=max_depth)
 
 
-@TASKS.register("selfsup_depth")
 class SelfSupervisedDepth(Depth):
     """Depth learned from video; evaluated (and drawn) like supervised depth."""
 
     Config = SelfSupervisedDepthConfig
     target_key = "depth"  # ground truth for evaluation only
-    keys = ("image", "K")
 
     def __init__(self, name: str, config: SelfSupervisedDepthConfig, data: DataInfo) -> None:
         super().__init__(name, config, data)
@@ -225,10 +222,12 @@ class SelfSupervisedDepth(Depth):
     def decode(self, prediction: Tensor) -> Tensor:
         return disparity_to_depth(prediction, self.config.min_depth, self.config.max_depth)
 
-    def loss(self, prediction: list[Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
+    def loss(
+        self, prediction: list[Tensor], batch: dict[str, Any], outputs: Outputs
+    ) -> dict[str, Tensor]:
         config = self.config
         frames = dict(zip(config.sources, source_frames(batch, config.sources), strict=True))
-        poses = self.poses(batch)
+        poses = self.poses(batch, outputs)
         image, K = batch["image"], batch["K"]
         views = [View.of(image, frames, K, factor, config) for factor in config.image_scales]
         photometric = smoothness = batch["image"].new_zeros(())
@@ -248,10 +247,10 @@ class SelfSupervisedDepth(Depth):
             f"{self.name}/smoothness": config.smoothness * smoothness / count,
         }
 
-    def poses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+    def poses(self, batch: dict[str, Any], outputs: Outputs) -> dict[str, Tensor]:
         """Target-to-source poses: the pose network's, or the data's for the oracle."""
         if self.config.pose_source == "network":
-            return batch["outputs"][f"{self.name}.auxiliary"]
+            return outputs.auxiliary[self.name]
         missing = [f"{s}_pose" for s in self.config.sources if f"{s}_pose" not in batch]
         if missing:
             raise DenseError(f"tasks.{self.name}.pose_source = 'ground_truth': no {missing}")
@@ -260,24 +259,28 @@ class SelfSupervisedDepth(Depth):
     def metric(self) -> Metric:
         return MetricGroup(super().metric(), PoseErrors())
 
-    def update_metric(self, metric: Metric, prediction: Tensor, batch: dict[str, Any]) -> None:
+    def update_metric(
+        self, metric: Metric, prediction: Tensor, batch: dict[str, Any], outputs: Outputs
+    ) -> None:
         """Depth metrics and, where the data has true poses, the pose network's errors."""
         depth, pose = metric.metrics
-        super().update_metric(depth, prediction, batch)
-        poses = batch.get("outputs", {}).get(f"{self.name}.auxiliary")
+        super().update_metric(depth, prediction, batch, outputs)
+        poses = outputs.auxiliary.get(self.name)
         if poses is None:
             return
         for name, predicted in poses.items():
             if f"{name}_pose" in batch:
                 pose.update(predicted, batch[f"{name}_pose"])
 
-    def edges(self, prediction: Tensor | list[Tensor], batch: dict[str, Any]) -> Edges:
+    def edges(
+        self, prediction: Tensor | list[Tensor], batch: dict[str, Any], outputs: Outputs
+    ) -> Edges:
         """Soft edges of the predicted depth against the configured target edges."""
         disparity = prediction[0] if isinstance(prediction, list) else prediction
         depth = self.decode(disparity)
         config, radius = self.config, self.config.structure.radius
         if config.edge_target == "depth":
-            return super().edges(depth, batch)
+            return super().edges(depth, batch, outputs)
         predicted = soft_depth_edges(depth, config.edge_threshold, radius)
         if config.edge_target == "image":
             target = boundary_from_image(batch["image"], config.image_edge_threshold, radius)
@@ -287,7 +290,7 @@ class SelfSupervisedDepth(Depth):
                 raise DenseError(f"tasks.{self.name}.edge_target: the data has no segmentation")
             labels, ignore = batch["segmentation"], self.data.ignore_index
         else:
-            peer_output = batch["outputs"][config.edge_task].detach()
+            peer_output = outputs[config.edge_task].detach()
             labels, ignore = self.peer.decode(peer_output)[:, 0], -1
         target, valid = boundary_from_labels(labels, radius, ignore)
         return Edges(predicted, target, valid)

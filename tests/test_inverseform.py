@@ -4,20 +4,15 @@ import pytest
 import torch
 
 from dense.errors import DenseError
-from losses.inverseform import (
-    InverseFormLoss,
-    InverseNet,
+from dense.inverseform.loss import InverseFormLoss, tile_distance, tile_maps, untile_maps
+from dense.inverseform.network import InverseNet, load_inverse_net, official_inverse_net
+from dense.inverseform.transforms import (
     TransformRanges,
     matrix_to_params,
-    official_inverse_net,
     params_to_matrix,
     sample_transforms,
-    tile_distance,
-    tile_maps,
-    untile_maps,
     warp,
 )
-from losses.structure import load_inverse_net
 
 
 @pytest.mark.parametrize(("height", "width", "tile"), [(64, 96, 32), (50, 70, 16), (16, 16, 16)])
@@ -128,7 +123,7 @@ def line_labels(count: int, height: int = 192, width: int = 256) -> torch.Tensor
 def test_bundled_network_grows_with_a_shift_and_reads_zero_for_identical_maps():
     """On the shipped network and label maps it never saw: about 0 for identical maps (≤ 5 %
     of the 4-px value) and growing over a shift sweep of whole maps."""
-    from dense.inverseform_sweep import displacement, pixel_grid, warp_labels
+    from dense.inverseform.sweep import displacement, pixel_grid, warp_labels
     from losses.boundary import boundary_from_labels
 
     labels = line_labels(4)

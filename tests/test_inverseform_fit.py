@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from dense.cli import main
-from dense.inverseform_sweep import displacement, spearman, sweep, sweep_ranges
-from losses.inverseform import InverseFormLoss, InverseNet
+from dense.inverseform.loss import InverseFormLoss
+from dense.inverseform.network import InverseNet
+from dense.inverseform.sweep import displacement, spearman, sweep, sweep_ranges
 
 
 @pytest.mark.parametrize("setting", ["steps=0", "batch_size=0", "heldout_samples=0", "tile=0"])

@@ -59,7 +59,7 @@ def test_depth_metrics_average_per_image_and_skip_empty_images():
 
 
 def test_tasks_declare_which_results_are_better_lower():
-    from tasks.base import DataInfo
+    from dense.task import DataInfo
     from tasks.depth import Depth, DepthConfig
     from tasks.segmentation import Segmentation, SegmentationConfig
 
@@ -72,7 +72,7 @@ def test_tasks_declare_which_results_are_better_lower():
 
 
 def test_display_alignment_and_outlines_of_tasks():
-    from tasks.base import DataInfo
+    from dense.task import DataInfo
     from tasks.depth import Depth, DepthConfig
     from tasks.segmentation import Segmentation, SegmentationConfig
 

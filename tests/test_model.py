@@ -5,7 +5,7 @@ import torch
 from dense.config import ModelConfig
 from dense.errors import DenseError
 from dense.model import Encoder, build_model
-from tasks.base import DataInfo
+from dense.task import DataInfo
 from tasks.depth import Depth, DepthConfig
 from tasks.segmentation import Segmentation, SegmentationConfig
 

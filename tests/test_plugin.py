@@ -11,8 +11,8 @@ from dense.config import config_from_dict
 from dense.layers import ConvHead
 from dense.metrics import Metric
 from dense.registry import TASKS, Registry
+from dense.task import Task, TaskConfig
 from dense.trainer import train
-from tasks.base import Task, TaskConfig
 from tests.conftest import tiny_dict
 
 
@@ -42,7 +42,6 @@ class Brightness(Task):
 
     Config = BrightnessConfig
     target_key = "image"
-    keys = ("image",)
 
     def target(self, batch):
         return batch["image"].mean(1, keepdim=True) * self.config.scale
@@ -50,13 +49,13 @@ class Brightness(Task):
     def head(self, channels):
         return ConvHead(channels, 1)
 
-    def loss(self, prediction, batch):
+    def loss(self, prediction, batch, outputs):
         return {f"{self.name}/l1": (prediction - self.target(batch)).abs().mean()}
 
     def metric(self):
         return MeanAbsoluteError()
 
-    def update_metric(self, metric, prediction, batch):
+    def update_metric(self, metric, prediction, batch, outputs):
         metric.update(prediction, self.target(batch))
 
 
@@ -75,7 +74,7 @@ def test_tasks_register_through_entry_points(tmp_path, monkeypatch):
     (tmp_path / "toy_plugin.py").write_text(
         textwrap.dedent(
             """
-            from tasks.base import Task
+            from dense.task import Task
             class Toy(Task):
                 target_key = "image"  # found through its entry point, never instantiated
             """
@@ -86,6 +85,6 @@ def test_tasks_register_through_entry_points(tmp_path, monkeypatch):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[dense.tasks]\ntoy = toy_plugin:Toy\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    registry = Registry("task", "tasks", "dense.tasks")
+    registry = Registry("task", "dense.tasks")
     assert registry.get("toy").__name__ == "Toy"
     sys.modules.pop("toy_plugin", None)

@@ -12,9 +12,9 @@ from dense.checkpoint import save_checkpoint
 from dense.cli import main
 from dense.config import config_from_dict
 from dense.errors import DenseError
-from dense.inverseform_fit import FitConfig, fit_inverse_net
+from dense.inverseform.fit import FitConfig, fit_inverse_net
+from dense.inverseform.network import InverseNet
 from dense.trainer import Trainer
-from losses.inverseform import InverseNet
 from tests.conftest import tiny_dict
 
 
@@ -57,7 +57,7 @@ def test_inverseform_trains_the_boundary_head_and_not_the_network(tmp_path, netw
     )
     assert changed
     saved = torch.load(network_file)["state_dict"]
-    for loss in trainer.structure.values():
+    for loss in trainer.objective.structure.values():
         assert not loss.inverseform.net.training
         for key, value in loss.inverseform.net.state_dict().items():
             assert torch.equal(value, saved[key]), key

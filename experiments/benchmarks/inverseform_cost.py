@@ -29,11 +29,11 @@ from torch import nn
 from dense import distributed
 from dense.config import load_config
 from dense.data import to_device, train_loader
-from dense.inverseform_fit import FitConfig, load_label_maps
-from dense.inverseform_sweep import sweep
+from dense.inverseform.fit import FitConfig, load_label_maps
+from dense.inverseform.loss import InverseFormLoss
+from dense.inverseform.network import BUNDLED, InverseNet, load_inverse_net
+from dense.inverseform.sweep import sweep
 from dense.trainer import Trainer
-from losses.inverseform import InverseFormLoss, InverseNet
-from losses.structure import BUNDLED_NETWORKS, load_inverse_net
 
 
 def release_loss(net: InverseNet, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -147,7 +147,7 @@ def main() -> None:
     predicted = torch.rand(args.batch, 1, *args.size, requires_grad=True)
     target = (torch.rand(args.batch, 1, *args.size) > 0.9).float()
     official = InverseNet("mlp", 224, 4, (1000, 32)).eval().requires_grad_(False)
-    ours = load_inverse_net(BUNDLED_NETWORKS["nyu13"])
+    ours = load_inverse_net(BUNDLED["nyu13"])
     t_release = timed(
         forward_backward(lambda p, t: release_loss(official, p, t), predicted, target), args.repeats
     )

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dense.inverseform_sweep import displacement, pixel_grid, warp_labels
+from dense.inverseform.loss import InverseFormLoss
+from dense.inverseform.network import load_inverse_net
+from dense.inverseform.sweep import displacement, pixel_grid, warp_labels
 from losses.boundary import boundary_from_labels
-from losses.inverseform import InverseFormLoss
-from losses.structure import load_inverse_net
 
 SHIFTS = (1.0, 2.0, 4.0, 8.0, 16.0)  # pixels at 240×320
 

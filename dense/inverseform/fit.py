@@ -9,7 +9,7 @@ far the tile's content moved (RMS, pixels). A share of the pairs are identical, 
 tiles read 0. Label maps are split by file into training and held-out maps; the held-out report
 gives the regression error per parameter, the Spearman rank correlation between the
 InverseForm distance and the true displacement on tile pairs, and the whole-map sweep of
-:mod:`dense.inverseform_sweep` (also drawn as a PNG beside the network).
+:mod:`dense.inverseform.sweep` (also drawn as a PNG beside the network).
 """
 
 from __future__ import annotations
@@ -29,21 +29,18 @@ from dense.config import DataConfig, apply_override, build_dataclass
 from dense.data import build_dataset
 from dense.errors import DenseError
 from dense.imageio import read_labels
-from dense.inverseform_sweep import plot_sweep, spearman, sweep
-from dense.progress import training_progress
-from losses.boundary import boundary_from_labels
-from losses.inverseform import (
-    Distance,
-    InverseFormLoss,
-    InverseNet,
-    Kind,
+from dense.inverseform.loss import Distance, InverseFormLoss, tile_distance
+from dense.inverseform.network import InverseNet, Kind
+from dense.inverseform.sweep import plot_sweep, spearman, sweep
+from dense.inverseform.transforms import (
     TransformRanges,
     matrix_to_params,
     rms_displacement,
     sample_transforms,
-    tile_distance,
     warp,
 )
+from dense.progress import training_progress
+from losses.boundary import boundary_from_labels
 
 
 @dataclass

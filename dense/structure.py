@@ -7,14 +7,13 @@ user switches the terms on per task with ``[tasks.NAME.structure]``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from dense.errors import DenseError
+from dense.inverseform import Distance, InverseFormLoss, load_inverse_net
 from losses.boundary import balanced_bce
-from losses.inverseform import Distance, InverseFormLoss, InverseNet
 
 
 @dataclass
@@ -26,6 +25,8 @@ class StructureConfig:
     empty_tile: float = 0.01  # tile pairs whose maps both have a smaller mean are skipped
     resize: list[int] = field(default_factory=list)  # [H, W] before tiling; [] keeps the size
     radius: int = 2  # thickness of target boundaries, pixels
+    start_step: int = 0  # the terms are off (0) before this training step
+    ramp_steps: int = 0  # then grow linearly to their full weight over this many steps
 
 
 @dataclass
@@ -38,30 +39,14 @@ class Edges:
     logits: Tensor | None = None  # pre-sigmoid edge logits, when the task has an edge head
 
 
-BUNDLED_NETWORKS = {"nyu13": str(Path(__file__).parent / "data" / "inverse_net_nyu13.pt")}
-
-
-def load_inverse_net(path: str) -> InverseNet:
-    """Load a fitted inverse network: a file, or the name of a bundled one (``"nyu13"``)."""
-    path = BUNDLED_NETWORKS.get(path, path)
-    if not path:
-        raise DenseError(
-            "structure.inverseform > 0 needs structure.network (an inverse network file)"
-        )
-    if not Path(path).is_file():
-        raise DenseError(f"structure.network: file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return InverseNet.from_state(state)
-    except Exception as error:  # any unreadable or foreign file
-        raise DenseError(f"structure.network {path} is not an inverse network: {error}") from None
-
-
 class StructureLoss(nn.Module):
-    """Named structure terms ``{"<task>/boundary_bce": …, "<task>/inverseform": …}``."""
+    """Named structure terms ``{"<task>/boundary_bce": …, "<task>/inverseform": …}``, each
+    weighted by its config weight times the schedule's :meth:`factor` at the step."""
 
     def __init__(self, task: str, config: StructureConfig) -> None:
         super().__init__()
+        if config.start_step < 0 or config.ramp_steps < 0:
+            raise DenseError(f"tasks.{task}.structure: start_step and ramp_steps must be ≥ 0")
         self.task = task
         self.config = config
         self.inverseform = None
@@ -74,17 +59,33 @@ class StructureLoss(nn.Module):
     def active(config: StructureConfig) -> bool:
         return config.boundary_bce > 0 or config.inverseform > 0
 
-    def forward(self, edges: Edges) -> dict[str, Tensor]:
+    def factor(self, step: int) -> float:
+        """0 before ``start_step``, then a linear ramp over ``ramp_steps`` up to 1."""
+        since = step - self.config.start_step
+        if since < 0:
+            return 0.0
+        return min(1.0, (since + 1) / self.config.ramp_steps) if self.config.ramp_steps else 1.0
+
+    def forward(self, edges: Edges | None, step: int = 0) -> dict[str, Tensor]:
+        """The terms at ``step``; ``edges`` may be None where the factor is 0 (all terms 0)."""
+        config, factor = self.config, self.factor(step)
+        names = [
+            n
+            for n, w in (("boundary_bce", config.boundary_bce), ("inverseform", config.inverseform))
+            if w > 0
+        ]
+        if edges is None or factor == 0:
+            return {f"{self.task}/{name}": torch.zeros(()) for name in names}
         terms = {}
-        if self.config.boundary_bce > 0:
+        if config.boundary_bce > 0:
             logits = edges.logits
             if logits is None:
                 p = edges.predicted.clamp(1e-6, 1 - 1e-6)
                 logits = torch.log(p) - torch.log1p(-p)
             bce = balanced_bce(logits, edges.target, edges.valid)
-            terms[f"{self.task}/boundary_bce"] = self.config.boundary_bce * bce
+            terms[f"{self.task}/boundary_bce"] = factor * config.boundary_bce * bce
         if self.inverseform is not None:
             valid = edges.valid.float()
             distance = self.inverseform(edges.predicted * valid, edges.target * valid)
-            terms[f"{self.task}/inverseform"] = self.config.inverseform * distance
+            terms[f"{self.task}/inverseform"] = factor * config.inverseform * distance
         return terms

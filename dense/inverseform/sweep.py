@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dense.inverseform.loss import InverseFormLoss
 from losses.boundary import boundary_from_labels
-from losses.inverseform import InverseFormLoss
 
 LEVELS = (0.0, 0.125, 0.25, 0.5, 0.75, 1.0)  # fractions of each family's largest magnitude
 REFERENCE = {"shift": 16.0, "rotation": 15.0, "scale": 20.0, "elastic": 8.0}  # 240×320, tile 64

@@ -1,8 +1,9 @@
-"""The task plug-in interface.
+"""The task plug-in contract.
 
 A task owns everything about one prediction target: its head, its named loss terms, its
-metric, and how its outputs are decoded, drawn and saved. The engine (``dense/``) only talks
-to this interface, so a new task is one class in one file, registered by name.
+metric, and how its outputs are decoded, drawn and saved. The engine only talks to this
+interface, so a new task is one class in one file, declared as an entry point in the group
+``dense.tasks`` (or registered with ``dense.registry.TASKS.register``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 
 from dense.errors import DenseError
 from dense.metrics import Metric
-from losses.structure import Edges, StructureConfig
+from dense.structure import Edges, StructureConfig
 
 
 @dataclass
@@ -27,6 +28,30 @@ class TaskConfig:
     evaluation: ClassVar[tuple[str, ...]] = ()
     weight: float = 1.0  # the task's loss weight under fixed weighting
     structure: StructureConfig = field(default_factory=StructureConfig)  # edge losses
+
+
+@dataclass
+class Outputs:
+    """One forward pass of the model, by task name: each task's prediction and, where the
+    model was given the batch, each task's auxiliary network output (its pose, say).
+    ``outputs[name]`` is task ``name``'s prediction."""
+
+    predictions: dict[str, Any]
+    auxiliary: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.predictions[name]
+
+
+@dataclass(frozen=True)
+class ColourKey:
+    """How to read a task's pictures: named class colours, or a colour scale (low → high)
+    between two values in ``unit``."""
+
+    classes: tuple[tuple[str, tuple[int, int, int]], ...] = ()
+    scale: tuple[float, float] | None = None
+    colours: tuple[tuple[float, float, float], ...] = ()  # RGB in [0, 1], low → high
+    label: str = ""  # what the scale measures, with its unit
 
 
 @dataclass(frozen=True)
@@ -43,7 +68,6 @@ class Task(ABC):
 
     Config: ClassVar[type] = TaskConfig
     target_key: ClassVar[str] = ""  # the batch key holding this task's ground truth
-    keys: ClassVar[tuple[str, ...]] = ()  # every batch key the task reads
 
     def __init__(self, name: str, config: Any, data: DataInfo) -> None:
         self.name = name
@@ -55,12 +79,9 @@ class Task(ABC):
         """A module mapping (pyramid, (H, W)) to this task's raw prediction at size H×W."""
 
     @abstractmethod
-    def loss(self, prediction: Any, batch: dict[str, Any]) -> dict[str, Tensor]:
+    def loss(self, prediction: Any, batch: dict[str, Any], outputs: Outputs) -> dict[str, Tensor]:
         """Named loss terms ``{"<task>/<term>": scalar}``; the task's loss is their sum.
-
-        In training, ``batch["outputs"]`` holds the whole model output: every task's
-        prediction by task name and each auxiliary network's output as ``"<task>.auxiliary"``.
-        """
+        ``outputs`` is the whole forward pass (other tasks' predictions, auxiliary outputs)."""
 
     @abstractmethod
     def metric(self) -> Metric:
@@ -68,16 +89,18 @@ class Task(ABC):
 
     def auxiliary(self) -> nn.Module | None:
         """A network the loss needs (a pose network, say), called with the batch in training
-        steps and in evaluation (where it may return None when the batch lacks its inputs;
-        the task's ``update_metric`` finds its output in ``batch["outputs"]``); trained and
-        saved with the model, never run by predict."""
+        steps and in evaluation (where it may return None when the batch lacks its inputs);
+        its output reaches ``loss`` and ``update_metric`` as ``outputs.auxiliary[name]``.
+        Trained and saved with the model, never run by predict."""
         return None
 
     def connect(self, tasks: dict[str, Task]) -> None:
         """Called once with every task of the run, for tasks that use another task's output."""
         return None
 
-    def update_metric(self, metric: Metric, prediction: Tensor, batch: dict[str, Tensor]) -> None:
+    def update_metric(
+        self, metric: Metric, prediction: Tensor, batch: dict[str, Tensor], outputs: Outputs
+    ) -> None:
         if self.target_key not in batch:
             raise DenseError(
                 f"task {self.name} is evaluated against batch key '{self.target_key}', "
@@ -85,7 +108,7 @@ class Task(ABC):
             )
         metric.update(self.decode(prediction), batch[self.target_key])
 
-    def edges(self, prediction: Any, batch: dict[str, Any]) -> Edges | None:
+    def edges(self, prediction: Any, batch: dict[str, Any], outputs: Outputs) -> Edges | None:
         """Predicted soft edges and target edges for the structure losses; None when the task
         has no edges (the engine refuses structure losses for it, see ``has_edges``)."""
         return None
@@ -100,6 +123,10 @@ class Task(ABC):
 
     def render(self, value: Tensor) -> Tensor | None:
         """A decoded prediction or a target (C, H, W) as a uint8 RGB picture, if drawable."""
+        return None
+
+    def colour_key(self) -> ColourKey | None:
+        """How to read ``render``'s colours (drawn beside comparison pictures); None: no key."""
         return None
 
     def outline(self, value: Tensor) -> Tensor | None:

@@ -1,0 +1,117 @@
+"""Grid figures: validation curves (mean ± std over seeds, one line per arm that has data) and
+example pictures (image | ground truth | each pictured arm's prediction)."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import torch
+
+from dense.experiment.grid import Grid
+from dense.pictures import Column, draw, save_comparison
+from dense.rundir import LOG, read_log
+from dense.visualize import to_uint8
+
+
+def curves(grid: Grid, metric: str) -> dict[str, dict[int, list[float]]]:
+    """arm → step → the seeds' values of ``metric`` at that validation (arms with data only)."""
+    out = {}
+    for arm in grid.arms:
+        by_step: dict[int, list[float]] = {}
+        for seed in grid.config.seeds:
+            log = grid.run_dir(arm, seed) / LOG
+            if not log.is_file():
+                continue
+            for record in read_log(log):
+                if record.get("split") == "val" and metric in record:
+                    by_step.setdefault(record["step"], []).append(record[metric])
+        if by_step:
+            out[arm] = dict(sorted(by_step.items()))
+    return out
+
+
+def plot(series: dict[str, dict[int, list[float]]], title: str, path: Path) -> bool:
+    """One line per arm (mean over seeds) with a band of ± one std; False if nothing to draw."""
+    if not series:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axes = plt.subplots(figsize=(7.2, 4.0), dpi=110, layout="constrained")
+    for arm, by_step in series.items():
+        steps = list(by_step)
+        means = [statistics.fmean(v) for v in by_step.values()]
+        spread = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in by_step.values()]
+        (line,) = axes.plot(steps, means, marker="o", markersize=3, label=arm)
+        low = [m - s for m, s in zip(means, spread, strict=True)]
+        high = [m + s for m, s in zip(means, spread, strict=True)]
+        axes.fill_between(steps, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+    axes.set_xlabel("training step")
+    axes.set_title(title, fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="best")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return True
+
+
+def write_plots(grid: Grid) -> list[Path]:
+    paths = []
+    for metric in grid.config.metrics:
+        path = grid.folder / f"{metric.replace('/', '_')}.png"
+        seeds = len(grid.config.seeds)
+        title = f"{grid.config.name}: {metric} on validation (mean ± std over {seeds} seeds)"
+        if plot(curves(grid, metric), title, path):
+            paths.append(path)
+    return paths
+
+
+@torch.no_grad()
+def write_pictures(grid: Grid) -> list[Path]:
+    """``<task>_examples.png`` per drawable task: the first validation images | ground truth |
+    the prediction of each pictured arm's first seed, boundaries drawn in white."""
+    from dense.assemble import load_trained
+    from dense.data import build_dataset
+
+    seed = grid.config.seeds[0]
+    arms = grid.config.pictures or list(grid.arms)
+    runs = {arm: grid.run_dir(arm, seed) / "last.pt" for arm in arms}
+    trained = {arm: load_trained(path) for arm, path in runs.items() if path.is_file()}
+    if not trained:
+        return []
+    data = next(iter(trained.values())).config.data
+    dataset = build_dataset(data, data.val_split)
+    samples = [dataset[i] for i in range(min(grid.config.picture_samples, len(dataset)))]
+    images = torch.stack([sample["image"] for sample in samples])
+    outputs = {arm: run.model(images) for arm, run in trained.items()}
+    paths = []
+    for name in dict.fromkeys(name for run in trained.values() for name in run.tasks):
+        pictured = [arm for arm, run in trained.items() if name in run.tasks]
+        first = trained[pictured[0]].tasks[name]
+        targets = [sample[first.target_key] for sample in samples]
+        truth = [draw(first, target) for target in targets]
+        if any(picture is None for picture in truth):
+            continue  # the task draws nothing
+        key = first.colour_key()
+        columns = [
+            Column("image", [to_uint8(sample["image"]) for sample in samples]),
+            Column("ground truth", truth, key),
+        ]
+        for arm in pictured:
+            task = trained[arm].tasks[name]
+            predictions = [
+                draw(task, task.align(task.decode(outputs[arm][name][i : i + 1])[0], target))
+                for i, target in enumerate(targets)
+            ]
+            columns.append(Column(arm, predictions, key))
+        path = grid.folder / f"{name}_examples.png"
+        save_comparison(path, columns, title=f"{grid.config.name}: {name}, seed {seed}")
+        paths.append(path)
+    return paths

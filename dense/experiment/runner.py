@@ -1,0 +1,69 @@
+"""Running a grid: train every arm × seed that has not finished, resume interrupted runs and
+copy runs whose recipe a finished run already holds (training is deterministic)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import tomllib
+from rich.console import Console
+
+from dense.config import Config, to_toml
+from dense.errors import DenseError
+from dense.experiment.grid import Grid, read_summary
+from dense.rundir import CHECKPOINT
+
+
+def finished(run_dir: Path, steps: int) -> bool:
+    """A run is finished when its metrics.json is whole and reports the final step."""
+    try:
+        return read_summary(run_dir / "metrics.json").get("step") == steps
+    except DenseError:
+        return False  # no summary, or one cut short: the run resumes and writes it again
+
+
+def recipe(saved: dict) -> dict:
+    """A saved run config without where the run is kept: equal recipes train identical runs."""
+    return {**saved, "run": {k: v for k, v in saved["run"].items() if k not in ("out_dir", "name")}}
+
+
+def saved_recipe(path: Path) -> dict | None:
+    try:
+        return recipe(tomllib.loads(path.read_text()))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, AttributeError):
+        return None  # not a run's config (or a damaged one): no twin of anything
+
+
+def find_twin(grid: Grid, config: Config) -> Path | None:
+    """A finished run under the grid's ``out_dir`` with the same recipe as ``config``."""
+    wanted = recipe(tomllib.loads(to_toml(config.to_dict())))
+    for saved in sorted(Path(grid.config.out_dir).glob("*/*/*/config.toml")):
+        if saved_recipe(saved) == wanted and finished(saved.parent, config.train.steps):
+            return saved.parent
+    return None
+
+
+def copy_run(source: Path, run_dir: Path, config: Config) -> None:
+    shutil.copytree(source, run_dir, dirs_exist_ok=True)
+    (run_dir / "config.toml").write_text(to_toml(config.to_dict()))
+
+
+def run_grid(grid: Grid, console: Console) -> None:
+    """Train every arm × seed that has not finished (resuming interrupted runs, copying runs
+    that a finished run with the same config already holds)."""
+    from dense.trainer import train
+
+    jobs = [(arm, seed) for arm in grid.arms for seed in grid.config.seeds]
+    for number, (arm, seed) in enumerate(jobs, 1):
+        config = grid.run_config(arm, seed)
+        run_dir = grid.run_dir(arm, seed)
+        heading = f"[{number}/{len(jobs)}] {arm} seed {seed}"
+        if finished(run_dir, config.train.steps):
+            console.print(f"{heading}: finished, skipped")
+        elif twin := find_twin(grid, config):
+            copy_run(twin, run_dir, config)
+            console.print(f"{heading}: same config as {twin}, copied")
+        else:
+            console.print(heading)
+            train(config, resume=(run_dir / CHECKPOINT).is_file(), console=console)
