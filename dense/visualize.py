@@ -1,4 +1,4 @@
-"""Pictures: label palettes, depth colour maps, image grids and PNG writing (8 and 16 bit)."""
+"""Pictures of values: label palettes, depth colour maps and PNG writing (8 and 16 bit)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from torch import Tensor
 
 # hand-picked anchors of a dark-to-bright colour map (colorize_depth draws near as bright)
@@ -62,36 +62,6 @@ def colorize_depth(depth: Tensor, min_depth: float, max_depth: float) -> Tensor:
 def to_uint8(image: Tensor) -> Tensor:
     """(3, H, W) float image in [0, 1] → uint8."""
     return (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-
-
-def image_grid(rows: list[list[Tensor]], gap: int = 2) -> Tensor:
-    """Tile equally sized (3, H, W) uint8 pictures into one, row by row, on a white ground."""
-    height, width = rows[0][0].shape[-2:]
-    columns = max(len(row) for row in rows)
-    grid = torch.full(
-        (3, len(rows) * (height + gap) - gap, columns * (width + gap) - gap), 255, dtype=torch.uint8
-    )
-    for r, row in enumerate(rows):
-        for c, picture in enumerate(row):
-            top, left = r * (height + gap), c * (width + gap)
-            grid[:, top : top + height, left : left + width] = picture
-    return grid
-
-
-def enlarge(picture: Tensor, factor: int) -> Tensor:
-    """(C, H, W) picture scaled up ``factor`` times by pixel repetition."""
-    return picture.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
-
-
-def caption_columns(grid: Tensor, captions: list[str], gap: int = 2, height: int = 16) -> Tensor:
-    """A white strip above an :func:`image_grid` of ``len(captions)`` columns, naming each."""
-    width = (grid.shape[-1] + gap) // len(captions)
-    strip = Image.new("RGB", (grid.shape[-1], height), "white")
-    pen = ImageDraw.Draw(strip)
-    for index, caption in enumerate(captions):
-        pen.text((index * width + 2, 2), caption, fill="black")
-    top = torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1)
-    return torch.cat([top, grid], dim=-2)
 
 
 def save_png(image: Tensor, path: Path) -> None:

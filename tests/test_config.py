@@ -1,6 +1,7 @@
 import pytest
+import tomllib
 
-from dense.config import apply_override, config_from_dict, load_config, to_toml
+from dense.config import apply_override, config_from_dict, load_config, to_toml, toml_value
 from dense.errors import DenseError
 from tests.conftest import ROOT, TINY, tiny_dict
 
@@ -52,6 +53,42 @@ def test_toml_round_trip(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text(to_toml(config.to_dict()))
     assert load_config(path).to_dict() == config.to_dict()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "line one\nline two",
+        'say "hi"',
+        "C:\\runs\\x",
+        "tab\tand \x01 control",
+        "Zürich → 東京 ☃",
+        "",
+    ],
+)
+def test_any_string_survives_a_toml_round_trip(tmp_path, text):
+    raw = tiny_dict(tmp_path)
+    raw["run"]["name"] = text
+    raw["data"]["options"]["note"] = {"nested": [text, text]}
+    written = to_toml(raw)
+    assert tomllib.loads(written) == raw
+
+
+def test_none_values_are_left_out_of_toml():
+    assert tomllib.loads(to_toml({"a": {"b": None, "c": 1}, "d": None})) == {"a": {"c": 1}}
+
+
+def test_override_values_are_written_as_toml():
+    raw = {}
+    name = 'a "quoted"\nname'
+    apply_override(raw, "run.name=" + toml_value(name))
+    apply_override(raw, "train.steps=" + toml_value(12))
+    apply_override(raw, "data.options.size=" + toml_value([96, 128]))
+    assert raw == {
+        "run": {"name": name},
+        "train": {"steps": 12},
+        "data": {"options": {"size": [96, 128]}},
+    }
 
 
 def test_missing_and_invalid_files(tmp_path):

@@ -133,7 +133,7 @@ def test_dense_data_nyuv2_downloads_and_verifies(server, tmp_path, capsys, nyu_m
     assert main(["data", "nyuv2", "--root", str(root), "--url", server.url("/nyu.mat")]) == 0
     assert (root / "nyu_depth_v2_labeled.mat").read_bytes() == mat
     out = capsys.readouterr().out
-    assert "1449 labelled images, layout verified" in out
+    assert "1449 samples, layout verified" in out
     assert hashlib.sha256(mat).hexdigest() in out
     # a second run finds the file and only verifies it
     assert main(["data", "nyuv2", "--root", str(root), "--url", server.url("/nyu.mat")]) == 0
@@ -149,3 +149,11 @@ def test_dense_data_nyuv2_failures_say_where_to_put_the_file(server, tmp_path, c
     server.files["/bad.mat"] = b"not an HDF5 file" * 100
     assert main(["data", "nyuv2", "--root", str(root), "--url", server.url("/bad.mat")]) == 2
     assert "truncated or corrupt" in capsys.readouterr().err
+
+
+def test_dense_data_finds_the_dataset_through_the_registry(tmp_path, capsys):
+    assert main(["data", "synthetic", "--root", str(tmp_path / "x")]) == 2
+    assert "dataset 'synthetic' has nothing to download" in capsys.readouterr().err
+    assert main(["data", "nyu", "--root", str(tmp_path / "x")]) == 2
+    assert "unknown dataset 'nyu'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

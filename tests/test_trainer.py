@@ -30,6 +30,45 @@ def test_training_writes_log_checkpoint_metrics_and_picture(tiny):
     assert (run / "config.toml").exists()
 
 
+def test_tensorboard_gets_every_logged_number_and_the_preview(tiny):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = train(tiny()).run_dir
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/segmentation/ce", "train/depth/silog", "train/lr"} <= scalars
+    assert {"train/weight/segmentation", "val/segmentation/miou", "val/depth/abs_rel"} <= scalars
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]
+    val = [json.loads(line) for line in (run / "metrics.jsonl").open() if '"val"' in line]
+    assert events.Scalars("val/depth/abs_rel")[-1].value == pytest.approx(val[-1]["depth/abs_rel"])
+    assert events.Tags()["images"] == ["predictions"]
+
+
+def test_tensorboard_can_be_switched_off(tiny):
+    assert not (train(tiny("train.tensorboard=false")).run_dir / "tensorboard").exists()
+
+
+def test_the_preview_titles_its_columns_and_keys_each_task(tiny, monkeypatch):
+    drawn = {}
+    monkeypatch.setattr(
+        "dense.trainer.save_comparison", lambda path, columns: drawn.update(columns=columns)
+    )
+    train(tiny())
+    columns = drawn["columns"]
+    titles = [
+        "image",
+        "segmentation: target",
+        "segmentation: prediction",
+        "depth: target",
+        "depth: prediction",
+    ]
+    assert [c.title for c in columns] == titles
+    assert all(len(c.pictures) == 2 for c in columns)  # train.preview_samples
+    classes = dict(columns[1].key.classes)
+    assert "wall" in classes and len(classes) == 13
+    assert columns[3].key.scale == (0.1, 10.0) and columns[3].key.label == "depth (m)"
+
+
 def test_a_finished_run_is_not_overwritten_by_accident(tiny):
     train(tiny())
     with pytest.raises(DenseError, match="--resume"):

@@ -54,7 +54,7 @@ def run_grid(grid: Grid, console: Console) -> None:
     that a finished run with the same config already holds)."""
     from dense.trainer import train
 
-    jobs = [(arm, seed) for arm in grid.arms for seed in grid.config.seeds]
+    jobs = [(arm, seed) for seed in grid.config.seeds for arm in grid.arms]
     for number, (arm, seed) in enumerate(jobs, 1):
         config = grid.run_config(arm, seed)
         run_dir = grid.run_dir(arm, seed)

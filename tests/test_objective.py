@@ -1,0 +1,95 @@
+"""The objective on its own: no trainer, no dataset — tasks, fixed predictions, a config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dense.config import config_from_dict
+from dense.errors import DenseError
+from dense.objective import Objective
+from dense.structure import StructureConfig, StructureLoss
+from dense.task import DataInfo, Outputs, Task
+from tasks.depth import Depth
+from tasks.segmentation import Segmentation
+from tests.conftest import tiny_dict
+
+INFO = DataInfo(tuple(f"c{i}" for i in range(3)), 255)
+
+
+def setup(tmp_path, *overrides):
+    config = config_from_dict(tiny_dict(tmp_path, *overrides))
+    tasks = {
+        "segmentation": Segmentation("segmentation", config.tasks["segmentation"], INFO),
+        "depth": Depth("depth", config.tasks["depth"], INFO),
+    }
+    g = torch.Generator().manual_seed(0)
+    labels = torch.zeros(2, 16, 16, dtype=torch.long)
+    labels[:, :, 8:] = 1
+    batch = {"segmentation": labels, "depth": 1 + 2 * labels[:, None].float()}  # a 1 m → 3 m step
+    logits = torch.randn(2, 3, 16, 16, generator=g, requires_grad=True)
+    depth = (1 + torch.rand(2, 1, 16, 16, generator=g)).requires_grad_(True)
+    return Objective(tasks, config), Outputs({"segmentation": logits, "depth": depth}), batch
+
+
+def test_the_total_is_the_weighted_sum_of_every_tasks_terms(tmp_path):
+    objective, outputs, batch = setup(
+        tmp_path, "tasks.segmentation.weight=0.5", "tasks.depth.weight=2.0"
+    )
+    loss = objective(outputs, batch)
+    assert set(loss.terms) == {"segmentation/ce", "depth/silog"}
+    expected = 0.5 * loss.terms["segmentation/ce"] + 2.0 * loss.terms["depth/silog"]
+    assert loss.total.item() == pytest.approx(expected.item())
+    assert loss.weights == {"segmentation": 0.5, "depth": 2.0}
+    loss.total.backward()
+    assert outputs["segmentation"].grad.abs().sum() > 0 and outputs["depth"].grad.abs().sum() > 0
+
+
+def test_structure_terms_join_their_tasks_loss(tmp_path):
+    objective, outputs, batch = setup(tmp_path, "tasks.depth.structure.boundary_bce=0.3")
+    loss = objective(outputs, batch)
+    assert set(loss.terms) == {"segmentation/ce", "depth/silog", "depth/boundary_bce"}
+    assert loss.terms["depth/boundary_bce"] > 0
+    expected = sum(loss.terms.values())
+    assert loss.total.item() == pytest.approx(expected.item())
+
+
+def test_structure_terms_start_late_and_ramp_up(tmp_path):
+    objective, outputs, batch = setup(
+        tmp_path,
+        "tasks.depth.structure.boundary_bce=0.3",
+        "tasks.depth.structure.start_step=10",
+        "tasks.depth.structure.ramp_steps=4",
+    )
+    values = [
+        objective(outputs, batch, step).terms["depth/boundary_bce"].item()
+        for step in (0, 9, 10, 11, 13, 50)
+    ]
+    assert values[:2] == [0.0, 0.0]
+    full = values[-1]
+    assert values[2:5] == pytest.approx([full / 4, full / 2, full])
+    factor = StructureLoss("t", StructureConfig(boundary_bce=1.0, start_step=3)).factor
+    assert [factor(s) for s in (0, 2, 3, 100)] == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_a_negative_start_step_and_a_task_without_edges_are_refused(tmp_path):
+    with pytest.raises(DenseError, match="start_step"):
+        setup(
+            tmp_path,
+            "tasks.depth.structure.boundary_bce=0.3",
+            "tasks.depth.structure.start_step=-1",
+        )
+
+    class NoEdges(Depth):
+        edges = Task.edges  # the base class's: no edges
+
+    config = config_from_dict(tiny_dict(tmp_path, "tasks.depth.structure.boundary_bce=0.3"))
+    with pytest.raises(DenseError, match="exposes no edges"):
+        Objective({"depth": NoEdges("depth", config.tasks["depth"], INFO)}, config)
+
+
+def test_uncertainty_weighting_learns_through_the_objective(tmp_path):
+    objective, outputs, batch = setup(tmp_path, "weighting.method='uncertainty'")
+    loss = objective(outputs, batch)
+    loss.total.backward()
+    assert objective.weighting.log_vars.grad.abs().sum() > 0
