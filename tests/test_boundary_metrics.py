@@ -63,3 +63,17 @@ def test_metric_group_merges_and_resets():
     group.reset()
     assert all(value.sum() == 0 for value in group.state.values())
     assert group.compute()["miou"] == 0.0
+
+
+@pytest.mark.parametrize(("density", "limit"), [(0.002, 10), (0.02, 6), (0.0, 3), (0.3, 1)])
+def test_truncated_distance_is_the_rounded_up_euclidean_distance(density, limit):
+    """Against brute force: the smallest whole radius whose disk reaches an edge pixel."""
+    g = torch.Generator().manual_seed(limit)
+    edges = (torch.rand(2, 3, 23, 31, generator=g) < density).float()
+    edges[0, 0, 11, 15] = 1.0  # at least one edge in one channel
+    ys, xs = torch.meshgrid(torch.arange(23.0), torch.arange(31.0), indexing="ij")
+    expected = torch.full(edges.shape, float(limit))
+    for b, c, y, x in edges.nonzero().tolist():
+        squared = (ys - y) ** 2 + (xs - x) ** 2
+        expected[b, c] = torch.minimum(expected[b, c], squared.sqrt().ceil())
+    assert torch.equal(truncated_distance(edges, limit), expected.clamp(max=limit))
