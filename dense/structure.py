@@ -69,13 +69,9 @@ class StructureLoss(nn.Module):
     def forward(self, edges: Edges | None, step: int = 0) -> dict[str, Tensor]:
         """The terms at ``step``; ``edges`` may be None where the factor is 0 (all terms 0)."""
         config, factor = self.config, self.factor(step)
-        names = [
-            n
-            for n, w in (("boundary_bce", config.boundary_bce), ("inverseform", config.inverseform))
-            if w > 0
-        ]
         if edges is None or factor == 0:
-            return {f"{self.task}/{name}": torch.zeros(()) for name in names}
+            weights = {"boundary_bce": config.boundary_bce, "inverseform": config.inverseform}
+            return {f"{self.task}/{n}": torch.zeros(()) for n, w in weights.items() if w > 0}
         terms = {}
         if config.boundary_bce > 0:
             logits = edges.logits

@@ -170,11 +170,8 @@ def write_tables(grid: Grid, console: Console) -> Path:
                     paired = paired_difference(
                         arm_values.get(metric, {}), values[baseline].get(metric, {})
                     )
-                    row += (
-                        [f"{x:.10g}" for x in (paired.mean, paired.low, paired.high)]
-                        if (paired)
-                        else ["", "", ""]
-                    )
+                    bounds = (paired.mean, paired.low, paired.high) if paired else ()
+                    row += [f"{x:.10g}" for x in bounds] or ["", "", ""]
             writer.writerow(row)
     if baseline:
         lines += paired_lines(grid, values, metrics)
