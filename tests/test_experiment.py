@@ -241,3 +241,16 @@ def test_every_shipped_grid_is_valid(path):
     grid = load_grid(path)
     assert len(grid.arms) >= 2
     assert len(grid.config.seeds) >= 3 or grid.config.name.endswith("_ablations")
+
+
+def test_a_run_folder_of_another_recipe_is_refused_not_reused(tmp_path, capsys):
+    grid = write_grid(tmp_path, "[arms.plain]\noverrides = []\n")
+    grid.write_text(grid.read_text().replace("seeds = [0, 1]", "seeds = [0]"))
+    assert main(["experiment", str(grid)]) == 0
+    run = tmp_path / "grids" / "g" / "plain" / "seed0"
+    before = {p: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    grid.write_text(grid.read_text().replace("overrides = []", 'overrides = ["optim.lr=1e-4"]'))
+    capsys.readouterr()
+    assert main(["experiment", str(grid)]) == 2
+    assert "holds a run of a different config" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

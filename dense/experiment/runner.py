@@ -49,12 +49,28 @@ def copy_run(source: Path, run_dir: Path, config: Config) -> None:
     (run_dir / "config.toml").write_text(to_toml(config.to_dict()))
 
 
+def check_same_recipe(run_dir: Path, config: Config) -> None:
+    """Refuse a run folder that holds a run of another recipe (the arm's overrides changed
+    since it ran): skipping or resuming it would report the old arm under the new name."""
+    saved = run_dir / "config.toml"
+    if not saved.is_file():
+        return
+    if saved_recipe(saved) != recipe(tomllib.loads(to_toml(config.to_dict()))):
+        raise DenseError(
+            f"{run_dir} holds a run of a different config than the grid now asks for (were the "
+            "arm's overrides changed?): move that folder away or delete it, then rerun"
+        )
+
+
 def run_grid(grid: Grid, console: Console) -> None:
     """Train every arm × seed that has not finished (resuming interrupted runs, copying runs
-    that a finished run with the same config already holds)."""
+    that a finished run with the same config already holds), seed by seed across the arms, so
+    that an interrupted grid already holds complete paired comparisons for its first seeds."""
     from dense.trainer import train
 
     jobs = [(arm, seed) for seed in grid.config.seeds for arm in grid.arms]
+    for arm, seed in jobs:
+        check_same_recipe(grid.run_dir(arm, seed), grid.run_config(arm, seed))
     for number, (arm, seed) in enumerate(jobs, 1):
         config = grid.run_config(arm, seed)
         run_dir = grid.run_dir(arm, seed)
