@@ -1,4 +1,4 @@
-"""The ``dense`` command: train, eval, predict, info."""
+"""The ``dense`` command: train, eval, predict, fit-inverseform, experiment, data, info."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     experiment.add_argument("grid", help="grid TOML file ([grid] and [arms.NAME] tables)")
     experiment.add_argument(
-        "--summary-only", action="store_true", help="only rebuild tables and plots"
+        "--summary-only", action="store_true", help="only rebuild tables, plots and pictures"
     )
     experiment.set_defaults(handler=run_experiment)
 

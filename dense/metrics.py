@@ -227,3 +227,13 @@ def angle_between(a: Tensor, b: Tensor) -> Tensor:
     """Angles (radians) between the rows of (N, 3) vectors; 0 where either is zero."""
     cosine = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp(min=1e-12)
     return torch.acos(cosine.clamp(-1, 1))
+
+
+def flatten_metrics(metrics: dict) -> dict[str, float]:
+    """``{task: {name: value}}`` → ``{"task/name": value}`` (other top-level entries dropped)."""
+    return {
+        f"{task}/{name}": value
+        for task, values in metrics.items()
+        if isinstance(values, dict)
+        for name, value in values.items()
+    }

@@ -33,6 +33,20 @@ def draw(task: Task, value: Tensor) -> Tensor | None:
     return picture
 
 
+def aligned_predictions(task: Task, output: Tensor, targets: list[Tensor]) -> list[Tensor]:
+    """Each sample's decoded prediction (C, H, W), made comparable to its target."""
+    return [task.align(task.decode(output[i : i + 1])[0].cpu(), t) for i, t in enumerate(targets)]
+
+
+def task_column(title: str, task: Task, values: list[Tensor]) -> Column | None:
+    """A column of ``task``'s pictures of decoded values with its colour key; None when the
+    task draws nothing."""
+    drawn = [draw(task, value) for value in values]
+    if any(picture is None for picture in drawn):
+        return None
+    return Column(title, drawn, task.colour_key())
+
+
 def save_comparison(path: Path, columns: list[Column], scale: int = 2, title: str = "") -> None:
     """Draw ``columns`` side by side (pixels enlarged ``scale`` times, no smoothing) with
     their titles and colour keys, and write the PNG."""

@@ -25,6 +25,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self._group = entry_point_group
         self._items: dict[str, T] = {}
+        self._broken: dict[str, str] = {}  # name → why its entry point did not load
         self._loaded = False
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -38,6 +39,14 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         self._load()
+        if name in self._broken:
+            raise DenseError(self._broken[name])
+        if not self._items:
+            raise DenseError(
+                f"unknown {self.kind} '{name}': no {self.kind} is registered — is the project "
+                "installed (`make venv`, or `pip install -e .`)? Plug-ins are found through "
+                f"the entry-point group {self._group}"
+            )
         if name not in self._items:
             close = difflib.get_close_matches(name, self._items, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -58,10 +67,10 @@ class Registry(Generic[T]):
                 continue  # registered in process: that one wins
             try:
                 self._items[entry.name] = entry.load()
-            except Exception as error:  # a broken third-party plug-in must not hide the others
-                raise DenseError(
+            except Exception as error:  # a broken plug-in fails when used, not the others
+                self._broken[entry.name] = (
                     f"cannot load {self.kind} plug-in '{entry.value}': {error}"
-                ) from None
+                )
 
 
 TASKS: Registry = Registry("task", "dense.tasks")

@@ -16,11 +16,14 @@ from pathlib import Path
 from dense.checkpoint import load_checkpoint, save_checkpoint, temporary_path
 from dense.errors import DenseError
 
+CONFIG = "config.toml"  # the resolved config
 CHECKPOINT = "last.pt"
 LOG = "metrics.jsonl"
+SUMMARY = "metrics.json"  # the final evaluation
+PICTURE = "predictions.png"
 LOCK = ".lock"
 # everything a training run writes into its directory; --overwrite deletes these and no more
-RUN_FILES = ("config.toml", CHECKPOINT, LOG, "metrics.json", "predictions.png")
+RUN_FILES = (CONFIG, CHECKPOINT, LOG, SUMMARY, PICTURE)
 TENSORBOARD = "tensorboard"  # a folder of event files, also the run's own
 # config sections a resumed run may not change: they define the model and what it learns
 FROZEN_ON_RESUME = ("model", "tasks", "data.dataset", "weighting.method")
@@ -56,7 +59,7 @@ class RunDir:
         if self.is_main:
             clear_run(self.path)
             self.path.mkdir(parents=True, exist_ok=True)
-            (self.path / "config.toml").write_text(config_text)
+            (self.path / CONFIG).write_text(config_text)
         return None
 
     def save(self, state: dict) -> None:
@@ -126,7 +129,7 @@ def read_log(path: Path) -> list[dict]:
 
 def is_run_dir(folder: Path) -> bool:
     """True when ``folder`` holds a training run's config or checkpoint."""
-    return (folder / "config.toml").is_file() or (folder / CHECKPOINT).is_file()
+    return (folder / CONFIG).is_file() or (folder / CHECKPOINT).is_file()
 
 
 def clear_run(run_dir: Path) -> None:

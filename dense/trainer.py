@@ -26,11 +26,12 @@ from dense.config import Config, to_toml
 from dense.data import build_dataset, data_info, eval_loader, to_device, train_loader
 from dense.errors import DenseError
 from dense.evaluate import evaluate
+from dense.metrics import flatten_metrics
 from dense.model import build_model
 from dense.objective import Objective
-from dense.pictures import Column, draw, save_comparison
+from dense.pictures import Column, aligned_predictions, save_comparison, task_column
 from dense.progress import format_terms, metrics_table, training_progress
-from dense.rundir import RunDir, locked
+from dense.rundir import PICTURE, SUMMARY, RunDir, locked
 from dense.runlog import RunLog
 from dense.visualize import to_uint8
 
@@ -195,11 +196,11 @@ class Trainer:
         metrics = self.run_evaluation()
         self.save()
         if main:
-            (self.run_dir / "metrics.json").write_text(
+            (self.run_dir / SUMMARY).write_text(
                 json.dumps({"step": self.step, **metrics}, indent=2)
             )
             self.preview()
-            self.log.picture("predictions", self.run_dir / "predictions.png", self.step)
+            self.log.picture("predictions", self.run_dir / PICTURE, self.step)
         self.log.close()
         return TrainResult(self.step, metrics, self.run_dir)
 
@@ -223,12 +224,7 @@ class Trainer:
         )
         console = self.console if self.context.is_main and self.console.is_terminal else None
         metrics = evaluate(self.model, self.tasks, loader, self.device, self.amp, console)
-        flat = {
-            f"{task}/{name}": value
-            for task, values in metrics.items()
-            for name, value in values.items()
-        }
-        self.log.record({"step": self.step, "split": "val", **flat})
+        self.log.record({"step": self.step, "split": "val", **flatten_metrics(metrics)})
         if self.context.is_main:
             self.console.print(metrics_table(metrics, f"validation at step {self.step}"))
         return metrics
@@ -247,13 +243,14 @@ class Trainer:
         columns = [Column("image", [to_uint8(s["image"]) for s in samples])]
         for name, task in self.tasks.items():
             targets = [s[task.target_key] for s in samples]
-            values = [task.decode(outputs[name][i : i + 1])[0].cpu() for i in range(count)]
-            values = [task.align(v, t) for v, t in zip(values, targets, strict=True)]
-            for title, pictures in ((f"{name}: target", targets), (f"{name}: prediction", values)):
-                drawn = [draw(task, picture) for picture in pictures]
-                if all(picture is not None for picture in drawn):
-                    columns.append(Column(title, drawn, task.colour_key()))
-        save_comparison(self.run_dir / "predictions.png", columns)
+            predictions = aligned_predictions(task, outputs[name], targets)
+            for title, values in (
+                (f"{name}: target", targets),
+                (f"{name}: prediction", predictions),
+            ):
+                if column := task_column(title, task, values):
+                    columns.append(column)
+        save_comparison(self.run_dir / PICTURE, columns)
 
 
 # ---------------------------------------------------------------------------- helpers

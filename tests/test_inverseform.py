@@ -2,9 +2,10 @@ import math
 
 import pytest
 import torch
+from einops import rearrange
 
 from dense.errors import DenseError
-from dense.inverseform.loss import InverseFormLoss, tile_distance, tile_maps, untile_maps
+from dense.inverseform.loss import InverseFormLoss, tile_distance, tile_maps
 from dense.inverseform.network import InverseNet, load_inverse_net, official_inverse_net
 from dense.inverseform.transforms import (
     TransformRanges,
@@ -13,6 +14,14 @@ from dense.inverseform.transforms import (
     sample_transforms,
     warp,
 )
+
+
+def untile_maps(tiles, batch, height, width):
+    """Inverse of :func:`tile_maps` (the padding is cropped away)."""
+    tile = tiles.shape[-1]
+    nh, nw = -(-height // tile), -(-width // tile)
+    maps = rearrange(tiles, "(b nh nw) c th tw -> b c (nh th) (nw tw)", b=batch, nh=nh, nw=nw)
+    return maps[..., :height, :width]
 
 
 @pytest.mark.parametrize(("height", "width", "tile"), [(64, 96, 32), (50, 70, 16), (16, 16, 16)])

@@ -5,7 +5,7 @@ A grid file (TOML)::
 
     [grid]
     name = "segmentation_inverseform"
-    base = "experiments/synthetic_joint.toml"   # relative to the grid file
+    base = "../synthetic_joint.toml"            # relative to the grid file
     seeds = [0, 1, 2]
     overrides = ["train.steps=300"]             # applied to every arm
     metrics = ["segmentation/miou", "segmentation/bf3"]

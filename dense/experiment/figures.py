@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from dense.experiment.grid import Grid
-from dense.pictures import Column, draw, save_comparison
-from dense.rundir import LOG, read_log
+from dense.pictures import Column, aligned_predictions, save_comparison, task_column
+from dense.rundir import CHECKPOINT, LOG, read_log
 from dense.visualize import to_uint8
 
 
@@ -82,7 +82,7 @@ def write_pictures(grid: Grid) -> list[Path]:
 
     seed = grid.config.seeds[0]
     arms = grid.config.pictures or list(grid.arms)
-    runs = {arm: grid.run_dir(arm, seed) / "last.pt" for arm in arms}
+    runs = {arm: grid.run_dir(arm, seed) / CHECKPOINT for arm in arms}
     trained = {arm: load_trained(path) for arm, path in runs.items() if path.is_file()}
     if not trained:
         return []
@@ -96,21 +96,14 @@ def write_pictures(grid: Grid) -> list[Path]:
         pictured = [arm for arm, run in trained.items() if name in run.tasks]
         first = trained[pictured[0]].tasks[name]
         targets = [sample[first.target_key] for sample in samples]
-        truth = [draw(first, target) for target in targets]
-        if any(picture is None for picture in truth):
+        truth = task_column("ground truth", first, targets)
+        if truth is None:
             continue  # the task draws nothing
-        key = first.colour_key()
-        columns = [
-            Column("image", [to_uint8(sample["image"]) for sample in samples]),
-            Column("ground truth", truth, key),
-        ]
+        columns = [Column("image", [to_uint8(sample["image"]) for sample in samples]), truth]
         for arm in pictured:
             task = trained[arm].tasks[name]
-            predictions = [
-                draw(task, task.align(task.decode(outputs[arm][name][i : i + 1])[0], target))
-                for i, target in enumerate(targets)
-            ]
-            columns.append(Column(arm, predictions, key))
+            predictions = aligned_predictions(task, outputs[arm][name], targets)
+            columns.append(task_column(arm, task, predictions))
         path = grid.folder / f"{name}_examples.png"
         save_comparison(path, columns, title=f"{grid.config.name}: {name}, seed {seed}")
         paths.append(path)

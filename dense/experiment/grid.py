@@ -11,6 +11,7 @@ import tomllib
 
 from dense.config import Config, build_dataclass, load_config, toml_value
 from dense.errors import DenseError
+from dense.rundir import CONFIG
 
 
 @dataclass
@@ -45,6 +46,10 @@ class Grid:
     def run_dir(self, arm: str, seed: int) -> Path:
         """Where the run of ``arm`` with ``seed`` lives: ``OUT/<grid>/<arm>/seed<k>``."""
         return self.folder / arm / f"seed{seed}"
+
+    def every_run_dir(self) -> list[Path]:
+        """The run folders of every grid under this grid's ``out_dir`` (the same layout)."""
+        return sorted(p.parent for p in Path(self.config.out_dir).glob(f"*/*/seed*/{CONFIG}"))
 
     def run_config(self, arm: str, seed: int) -> Config:
         run_dir = self.run_dir(arm, seed)

@@ -12,13 +12,13 @@ from rich.console import Console
 from dense.config import Config, to_toml
 from dense.errors import DenseError
 from dense.experiment.grid import Grid, read_summary
-from dense.rundir import CHECKPOINT
+from dense.rundir import CHECKPOINT, CONFIG, SUMMARY
 
 
 def finished(run_dir: Path, steps: int) -> bool:
     """A run is finished when its metrics.json is whole and reports the final step."""
     try:
-        return read_summary(run_dir / "metrics.json").get("step") == steps
+        return read_summary(run_dir / SUMMARY).get("step") == steps
     except DenseError:
         return False  # no summary, or one cut short: the run resumes and writes it again
 
@@ -26,6 +26,11 @@ def finished(run_dir: Path, steps: int) -> bool:
 def recipe(saved: dict) -> dict:
     """A saved run config without where the run is kept: equal recipes train identical runs."""
     return {**saved, "run": {k: v for k, v in saved["run"].items() if k not in ("out_dir", "name")}}
+
+
+def config_recipe(config: Config) -> dict:
+    """The recipe of ``config`` as it would read back from its saved config.toml."""
+    return recipe(tomllib.loads(to_toml(config.to_dict())))
 
 
 def saved_recipe(path: Path) -> dict | None:
@@ -37,25 +42,25 @@ def saved_recipe(path: Path) -> dict | None:
 
 def find_twin(grid: Grid, config: Config) -> Path | None:
     """A finished run under the grid's ``out_dir`` with the same recipe as ``config``."""
-    wanted = recipe(tomllib.loads(to_toml(config.to_dict())))
-    for saved in sorted(Path(grid.config.out_dir).glob("*/*/*/config.toml")):
-        if saved_recipe(saved) == wanted and finished(saved.parent, config.train.steps):
-            return saved.parent
+    wanted = config_recipe(config)
+    for run_dir in grid.every_run_dir():
+        if saved_recipe(run_dir / CONFIG) == wanted and finished(run_dir, config.train.steps):
+            return run_dir
     return None
 
 
 def copy_run(source: Path, run_dir: Path, config: Config) -> None:
     shutil.copytree(source, run_dir, dirs_exist_ok=True)
-    (run_dir / "config.toml").write_text(to_toml(config.to_dict()))
+    (run_dir / CONFIG).write_text(to_toml(config.to_dict()))
 
 
 def check_same_recipe(run_dir: Path, config: Config) -> None:
     """Refuse a run folder that holds a run of another recipe (the arm's overrides changed
     since it ran): skipping or resuming it would report the old arm under the new name."""
-    saved = run_dir / "config.toml"
+    saved = run_dir / CONFIG
     if not saved.is_file():
         return
-    if saved_recipe(saved) != recipe(tomllib.loads(to_toml(config.to_dict()))):
+    if saved_recipe(saved) != config_recipe(config):
         raise DenseError(
             f"{run_dir} holds a run of a different config than the grid now asks for (were the "
             "arm's overrides changed?): move that folder away or delete it, then rerun"

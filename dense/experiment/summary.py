@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from dense.experiment.grid import Grid, read_summary, task_metrics
+from dense.metrics import flatten_metrics
+from dense.rundir import CHECKPOINT, SUMMARY
 
 DELTA_M = "Δm (%)"  # its table column; "delta_m_percent" in the CSV
 # two-sided 95 % quantiles of Student's t for 1…30 degrees of freedom (beyond: the normal's)
@@ -23,25 +25,16 @@ T_975 = (
 )  # fmt: skip
 
 
-def flatten(metrics: dict) -> dict[str, float]:
-    return {
-        f"{task}/{name}": value
-        for task, values in metrics.items()
-        if isinstance(values, dict)
-        for name, value in values.items()
-    }
-
-
 def summarise(grid: Grid) -> dict[str, dict[str, dict[int, float]]]:
     """arm → metric → seed → the finished run's final value."""
     values: dict[str, dict[str, dict[int, float]]] = {}
     for arm in grid.arms:
         values[arm] = {}
         for seed in grid.config.seeds:
-            summary = grid.run_dir(arm, seed) / "metrics.json"
+            summary = grid.run_dir(arm, seed) / SUMMARY
             if not summary.is_file():
                 continue
-            for name, value in flatten(read_summary(summary)).items():
+            for name, value in flatten_metrics(read_summary(summary)).items():
                 values[arm].setdefault(name, {})[seed] = value
     return values
 
@@ -81,7 +74,7 @@ def lower_is_better(grid: Grid) -> set[str]:
 
     lower = set()
     for task, arm in grid.config.reference.items():
-        runs = [grid.run_dir(arm, seed) / "last.pt" for seed in grid.config.seeds]
+        runs = [grid.run_dir(arm, seed) / CHECKPOINT for seed in grid.config.seeds]
         if found := [run for run in runs if run.is_file()]:
             metric = load_trained(found[0]).tasks[task].metric()
             lower |= {f"{task}/{name}" for name in metric.lower_is_better}

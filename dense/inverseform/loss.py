@@ -22,14 +22,6 @@ def tile_maps(maps: Tensor, tile: int) -> Tensor:
     return rearrange(maps, "b c (nh th) (nw tw) -> (b nh nw) c th tw", th=tile, tw=tile)
 
 
-def untile_maps(tiles: Tensor, batch: int, height: int, width: int) -> Tensor:
-    """Inverse of :func:`tile_maps` (the padding is cropped away)."""
-    tile = tiles.shape[-1]
-    nh, nw = -(-height // tile), -(-width // tile)
-    maps = rearrange(tiles, "(b nh nw) c th tw -> b c (nh th) (nw tw)", b=batch, nh=nh, nw=nw)
-    return maps[..., :height, :width]
-
-
 def geodesic_distance(params: Tensor, parameters: int, scale: Tensor, terms: int = 8) -> Tensor:
     """‖log M‖_F for the transformations given by normalised params (series of log(I + X),
     accurate for the near-identity transformations a trained model produces)."""
