@@ -254,3 +254,21 @@ def test_a_run_folder_of_another_recipe_is_refused_not_reused(tmp_path, capsys):
     assert main(["experiment", str(grid)]) == 2
     assert "holds a run of a different config" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_a_run_saved_before_a_config_key_existed_still_counts_as_finished(ran, capsys):
+    """Keys added to the config since a run was made read as their defaults, which keep the
+    old behaviour: the run is the same recipe, skipped, not refused."""
+    grid, folder, _ = ran
+    saved = folder / "joint" / "seed0" / "config.toml"
+    original = saved.read_text()
+    raw = tomllib.loads(original)
+    del raw["train"]["tensorboard"]
+    del raw["tasks"]["segmentation"]["structure"]["start_step"]
+    try:
+        saved.write_text(to_toml(raw))
+        capsys.readouterr()
+        assert main(["experiment", str(grid)]) == 0
+        assert capsys.readouterr().out.count("finished, skipped") == 8
+    finally:
+        saved.write_text(original)

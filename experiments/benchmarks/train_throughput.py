@@ -1,0 +1,313 @@
+"""Training throughput on the CPU: what `dense train` costs over a plain PyTorch loop, where a
+training step's time goes, and what each speed-up buys.
+
+1. Framework overhead: `dense train`'s loop (``Trainer.fit`` in a scratch folder, evaluation
+   and checkpoints out of the way, logging and TensorBoard as configured) against a plain loop
+   over the same model, task losses, optimizer, loader and batches (target: overhead ≤ 5 %).
+   The two alternate, twice each; images/s are medians over windows of ``--window`` steps,
+   the first window (loader start-up) left out.
+2. Where a step goes: forward time of the encoder, decoder, heads and auxiliary networks
+   (forward hooks), losses, backward, optimizer, and the data loader alone; then the
+   heaviest operators by self time (torch.profiler).
+3. Speed-ups, each as images/s ÷ the float32 plain loop measured in the same run: batches
+   rendered beforehand (what data costs), bf16 autocast, channels-last memory, data workers
+   0 and 2, and `dense train` itself with ``train.amp=bf16``.
+
+    python experiments/benchmarks/train_throughput.py [CONFIG.toml] [--steps N] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from torch import Tensor, nn
+
+from dense import distributed
+from dense.config import Config, load_config
+from dense.data import to_device, train_loader
+from dense.rundir import LOG, read_log
+from dense.trainer import Trainer, make_optimizer
+
+
+def scratch_config(config: Config, folder: str, steps: int, window: int) -> Config:
+    """``config`` trained for ``steps`` in ``folder``, logging every ``window`` steps, with
+    evaluation, checkpoints and the preview reduced to once, at the end."""
+    config.run.out_dir = folder
+    config.train.steps = steps
+    config.train.log_every = window
+    config.train.eval_every = config.train.checkpoint_every = steps + 1
+    config.train.eval_batches = 1
+    config.train.preview_samples = 0
+    return config
+
+
+class PlainLoop:
+    """The same model, losses, optimizer and batches as ``Trainer``, in a bare PyTorch loop:
+    forward, weighted sum of the task losses, backward, clipping, optimizer step."""
+
+    def __init__(self, trainer: Trainer, amp: bool = False, channels_last: bool = False):
+        self.trainer = trainer
+        self.model, self.tasks = trainer.model, trainer.tasks
+        self.weights = {name: trainer.config.tasks[name].weight for name in self.tasks}
+        self.optimizer = make_optimizer(self.model, trainer.objective.weighting, trainer.config)
+        self.amp, self.channels_last = amp, channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.model.train()
+
+    def step(self, batch: dict[str, Tensor]) -> None:
+        image = batch["image"]
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp):
+            outputs = self.model(image, batch)
+        total = sum(
+            self.weights[name] * sum(task.loss(outputs[name], batch, outputs).values())
+            for name, task in self.tasks.items()
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        clip = self.trainer.config.optim.grad_clip
+        if clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.optimizer.step()
+
+
+def loader_batches(trainer: Trainer) -> Iterator[dict[str, Tensor]]:
+    loader = train_loader(
+        trainer.train_set, trainer.config.data, trainer.config.run.seed, 0, trainer.context
+    )
+    for batch in loader:
+        yield to_device(batch, trainer.device)
+
+
+def window_rates(step: Callable[[], int], steps: int, window: int) -> list[float]:
+    """images/s of each ``window`` consecutive calls of ``step`` (which returns its images)."""
+    rates = []
+    for _ in range(steps // window):
+        started, images = time.perf_counter(), 0
+        for _ in range(window):
+            images += step()
+        rates.append(images / (time.perf_counter() - started))
+    return rates
+
+
+def plain_rates(
+    trainer: Trainer,
+    steps: int,
+    window: int,
+    batches: list[dict[str, Tensor]] | None = None,
+    **options: bool,
+) -> list[float]:
+    """Window rates of the plain loop, the first window dropped; from the loader unless
+    ``batches`` (rendered beforehand, cycled) are given."""
+    loop = PlainLoop(trainer, **options)
+    source = iter(loader_batches(trainer)) if batches is None else cycle(batches)
+
+    def step() -> int:
+        batch = next(source)
+        loop.step(batch)
+        return batch["image"].shape[0]
+
+    return window_rates(step, steps + window, window)[1:]
+
+
+def cycle(batches: list[dict[str, Tensor]]) -> Iterator[dict[str, Tensor]]:
+    while True:
+        yield from batches
+
+
+def dense_rates(config_path: str, overrides: list[str], steps: int, window: int) -> list[float]:
+    """Window rates that ``dense train`` logs (images_per_s), the first window dropped."""
+    with tempfile.TemporaryDirectory() as folder:
+        config = scratch_config(load_config(config_path, overrides), folder, steps + window, window)
+        trainer = Trainer(config, distributed.setup("cpu"), Console(quiet=True))
+        trainer.prepare(resume=False, overwrite=False)
+        trainer.fit()
+        records = read_log(Path(folder) / config.run.name / LOG)
+    return [r["images_per_s"] for r in records if r.get("split") == "train"][1:]
+
+
+def build_trainer(config_path: str, overrides: list[str]) -> Trainer:
+    """A Trainer for the plain loops (it only builds; nothing is written)."""
+    config = load_config(config_path, overrides)
+    return Trainer(config, distributed.setup("cpu"), Console(quiet=True))
+
+
+def breakdown(trainer: Trainer, batches: list[dict[str, Tensor]]) -> dict[str, float]:
+    """Mean seconds per step of each part of the plain loop on rendered batches."""
+    loop = PlainLoop(trainer)
+    model = loop.model
+    parts: dict[str, float] = defaultdict(float)
+    starts: dict[str, float] = {}
+    modules = {"encoder": model.encoder, "decoder": model.decoder}
+    modules |= {f"head {name}": head for name, head in model.heads.items()}
+    modules |= {f"auxiliary {name}": net for name, net in model.auxiliary.items()}
+    handles = []
+    for name, module in modules.items():
+        handles.append(
+            module.register_forward_pre_hook(
+                lambda *_, n=name: starts.__setitem__(n, time.perf_counter())
+            )
+        )
+        handles.append(
+            module.register_forward_hook(
+                lambda *_, n=name: parts.__setitem__(n, parts[n] + time.perf_counter() - starts[n])
+            )
+        )
+
+    def timed(name: str) -> contextlib.AbstractContextManager:
+        @contextlib.contextmanager
+        def clock():
+            started = time.perf_counter()
+            yield
+            parts[name] += time.perf_counter() - started
+
+        return clock()
+
+    loop.step(batches[0])  # warm-up
+    parts.clear()
+    for batch in batches:
+        with timed("forward (all)"):
+            outputs = model(batch["image"], batch)
+        with timed("losses"):
+            total = sum(
+                loop.weights[name] * sum(task.loss(outputs[name], batch, outputs).values())
+                for name, task in loop.tasks.items()
+            )
+        loop.optimizer.zero_grad(set_to_none=True)
+        with timed("backward"):
+            total.backward()
+        with timed("optimizer"):
+            loop.optimizer.step()
+    for handle in handles:
+        handle.remove()
+    return {name: seconds / len(batches) for name, seconds in parts.items()}
+
+
+def heaviest_operators(trainer: Trainer, batches: list[dict[str, Tensor]], count: int) -> list:
+    loop = PlainLoop(trainer)
+    loop.step(batches[0])
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        for batch in batches:
+            loop.step(batch)
+    events = profiler.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    ranked = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:count]
+    return [(e.key, e.self_cpu_time_total / total) for e in ranked]
+
+
+def loader_rate(trainer: Trainer, steps: int) -> float:
+    """images/s the loader delivers with nothing else running."""
+    source = iter(loader_batches(trainer))
+    next(source)  # start-up
+    started, images = time.perf_counter(), 0
+    for _ in range(steps):
+        images += next(source)["image"].shape[0]
+    return images / (time.perf_counter() - started)
+
+
+def median(rates: list[float]) -> float:
+    return statistics.median(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="?", default="experiments/synthetic_joint.toml")
+    parser.add_argument("--steps", type=int, default=40, help="measured steps per variant")
+    parser.add_argument("--window", type=int, default=10, help="steps per timing window")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    steps, window, overrides = args.steps, args.window, args.overrides
+    config = load_config(args.config, overrides)
+    batch, threads = config.data.batch_size, torch.get_num_threads()
+    print(f"{args.config}: batch {batch}, {threads} threads, {config.data.num_workers} worker(s)")
+
+    print("\n1. framework overhead (alternating, twice each)")
+    plain, framework = [], []
+    for _ in range(2):
+        plain += plain_rates(build_trainer(args.config, overrides), steps, window)
+        framework += dense_rates(args.config, overrides, steps, window)
+    base = median(plain)
+    print(f"  plain PyTorch loop: {base:6.2f} images/s")
+    ratio = median(framework) / base
+    print(f"  dense train:        {median(framework):6.2f} images/s")
+    print(f"  dense ÷ plain: {ratio:.3f} (overhead {1 - ratio:+.1%})")
+
+    print("\n2. where a step goes (plain loop, rendered batches, float32)")
+    trainer = build_trainer(args.config, overrides)
+    rendered = [b for b, _ in zip(loader_batches(trainer), range(steps // 2), strict=False)]
+    parts = breakdown(trainer, rendered)
+    step_time = sum(parts[k] for k in ("forward (all)", "losses", "backward", "optimizer"))
+    data = batch / loader_rate(build_trainer(args.config, overrides), steps // 2)
+    for name, seconds in [*parts.items(), ("data loader alone (per batch)", data)]:
+        print(f"  {name:34s} {1000 * seconds:7.1f} ms  {seconds / step_time:6.1%} of a step")
+    print("  heaviest operators (self time share):")
+    for name, share in heaviest_operators(build_trainer(args.config, overrides), rendered[:8], 12):
+        print(f"    {name:40s} {share:6.1%}")
+
+    print("\n3. speed-ups against the float32 plain loop from the loader, same run")
+    variants: list[tuple[str, Callable[[], list[float]]]] = [
+        (
+            "float32, from the loader (baseline)",
+            lambda: plain_rates(build_trainer(args.config, overrides), steps, window),
+        ),
+        (
+            "batches rendered beforehand",
+            lambda: plain_rates(build_trainer(args.config, overrides), steps, window, rendered),
+        ),
+        (
+            "bf16 autocast",
+            lambda: plain_rates(build_trainer(args.config, overrides), steps, window, amp=True),
+        ),
+        (
+            "channels-last",
+            lambda: plain_rates(
+                build_trainer(args.config, overrides), steps, window, channels_last=True
+            ),
+        ),
+        (
+            "bf16 + channels-last",
+            lambda: plain_rates(
+                build_trainer(args.config, overrides), steps, window, amp=True, channels_last=True
+            ),
+        ),
+        (
+            "data.num_workers=0",
+            lambda: plain_rates(
+                build_trainer(args.config, [*overrides, "data.num_workers=0"]), steps, window
+            ),
+        ),
+        (
+            "data.num_workers=2",
+            lambda: plain_rates(
+                build_trainer(args.config, [*overrides, "data.num_workers=2"]), steps, window
+            ),
+        ),
+        (
+            "dense train, train.amp=off",
+            lambda: dense_rates(args.config, [*overrides, "train.amp=off"], steps, window),
+        ),
+        (
+            "dense train, train.amp=bf16",
+            lambda: dense_rates(args.config, [*overrides, "train.amp=bf16"], steps, window),
+        ),
+    ]
+    baseline = None
+    for name, measure in variants:
+        rate = median(measure())
+        baseline = baseline or rate
+        print(f"  {name:38s} {rate:6.2f} images/s  {rate / baseline:5.2f}×")
+
+
+if __name__ == "__main__":
+    main()
