@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from dense.task import ColourKey, Task
@@ -45,6 +46,22 @@ def task_column(title: str, task: Task, values: list[Tensor]) -> Column | None:
     if any(picture is None for picture in drawn):
         return None
     return Column(title, drawn, task.colour_key())
+
+
+def densest_window(mask: Tensor, size: tuple[int, int]) -> tuple[slice, slice]:
+    """The (rows, cols) window of ``size`` holding the most ``True`` pixels of the (H, W)
+    ``mask`` (the top-left-most of equals)."""
+    density = F.avg_pool2d(mask[None, None].float(), size, stride=1)[0, 0]
+    row, col = divmod(int(density.flatten().argmax()), density.shape[1])
+    return slice(row, row + size[0]), slice(col, col + size[1])
+
+
+def cropped(columns: list[Column], windows: list[tuple[slice, slice]]) -> list[Column]:
+    """Every column cut to one window per row."""
+    return [
+        Column(c.title, [p[:, r, k] for p, (r, k) in zip(c.pictures, windows, strict=True)], c.key)
+        for c in columns
+    ]
 
 
 def save_comparison(path: Path, columns: list[Column], scale: int = 2, title: str = "") -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
+import torch
 from PIL import Image
 from rich.console import Console
 
@@ -18,6 +19,7 @@ from dense.errors import DenseError
 from dense.experiment import load_grid, run_grid, write_pictures
 from dense.experiment.figures import curves
 from dense.experiment.summary import paired_difference
+from dense.pictures import Column, cropped, densest_window
 from tests.conftest import tiny_dict
 
 
@@ -167,14 +169,37 @@ def test_example_pictures_compare_the_pictured_arms_with_boundaries(ran, monkeyp
         lambda path, columns, **_: drawn.append((path.name, columns)),
     )
     write_pictures(load_grid(grid))
-    assert [name for name, _ in drawn] == ["segmentation_examples.png", "depth_examples.png"]
-    for _, columns in drawn:
+    assert [name for name, _ in drawn] == [
+        "segmentation_examples.png",
+        "segmentation_boundary_crops.png",
+        "depth_examples.png",
+        "depth_boundary_crops.png",
+    ]
+    for name, columns in drawn:
         assert [c.title for c in columns] == ["image", "ground truth", "joint", "bce"]
         assert all(len(c.pictures) == 3 for c in columns)  # picture_samples
         assert (columns[1].pictures[0] == 255).all(0).any(), "boundaries are drawn in white"
         assert columns[0].key is None and columns[2].key is not None  # photo; colour key
+        size = (32 // 4, 48 // 4) if "crops" in name else (32, 48)
+        assert all(p.shape[-2:] == size for c in columns for p in c.pictures)
     for task in ("segmentation", "depth"):
         assert Image.open(folder / f"{task}_examples.png").size[0] >= 4 * 48 * 2  # 2× pixels
+
+
+def test_boundary_crops_take_the_window_of_densest_boundaries():
+    mask = torch.zeros(12, 16, dtype=torch.bool)
+    mask[1, 2] = True  # a lone pixel
+    mask[6:9, 9:12] = True  # a dense patch
+    rows, cols = densest_window(mask, (3, 4))
+    assert mask[rows, cols].sum() == 9 and (rows.stop - rows.start, cols.stop - cols.start) == (
+        3,
+        4,
+    )
+    picture = torch.arange(2 * 12 * 16).reshape(2, 12, 16)
+    column = Column("x", [picture, picture])
+    (crop,) = cropped([column], [(rows, cols), (slice(0, 3), slice(0, 4))])
+    assert torch.equal(crop.pictures[0], picture[:, rows, cols])
+    assert torch.equal(crop.pictures[1], picture[:, :3, :4])
 
 
 def test_rerunning_a_grid_skips_finished_runs(ran, capsys):

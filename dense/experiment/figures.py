@@ -1,5 +1,6 @@
-"""Grid figures: validation curves (mean ± std over seeds, one line per arm that has data) and
-example pictures (image | ground truth | each pictured arm's prediction)."""
+"""Grid figures: validation curves (mean ± std over seeds, one line per arm that has data),
+example pictures (image | ground truth | each pictured arm's prediction) and the same cut to
+the densest true boundaries, enlarged."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from pathlib import Path
 import torch
 
 from dense.experiment.grid import Grid
-from dense.pictures import Column, aligned_predictions, save_comparison, task_column
+from dense.pictures import (
+    Column,
+    aligned_predictions,
+    cropped,
+    densest_window,
+    save_comparison,
+    task_column,
+)
 from dense.rundir import CHECKPOINT, LOG, read_log
 from dense.visualize import to_uint8
 
@@ -73,10 +81,15 @@ def write_plots(grid: Grid) -> list[Path]:
     return paths
 
 
+CROP = 4  # boundary crops are a quarter of the frame's height and width, enlarged 4× more
+
+
 @torch.no_grad()
 def write_pictures(grid: Grid) -> list[Path]:
-    """``<task>_examples.png`` per drawable task: the first validation images | ground truth |
-    the prediction of each pictured arm's first seed, boundaries drawn in white."""
+    """Per drawable task, ``<task>_examples.png``: the first validation images | ground truth |
+    the prediction of each pictured arm's first seed, boundaries drawn in white; and, for
+    tasks that outline their targets, ``<task>_boundary_crops.png``: the same columns cut to
+    each image's window of densest true boundaries, enlarged (nearest-neighbour)."""
     from dense.assemble import load_trained
     from dense.data import build_dataset
 
@@ -104,7 +117,18 @@ def write_pictures(grid: Grid) -> list[Path]:
             task = trained[arm].tasks[name]
             predictions = aligned_predictions(task, outputs[arm][name], targets)
             columns.append(task_column(arm, task, predictions))
+        title = f"{grid.config.name}: {name}, seed {seed}"
         path = grid.folder / f"{name}_examples.png"
-        save_comparison(path, columns, title=f"{grid.config.name}: {name}, seed {seed}")
+        save_comparison(path, columns, title=title)
         paths.append(path)
+        outlines = [first.outline(target) for target in targets]
+        if all(outline is not None for outline in outlines):
+            height, width = targets[0].shape[-2:]
+            size = (max(1, height // CROP), max(1, width // CROP))
+            windows = [densest_window(outline, size) for outline in outlines]
+            path = grid.folder / f"{name}_boundary_crops.png"
+            save_comparison(
+                path, cropped(columns, windows), scale=2 * CROP, title=f"{title}, boundary crops"
+            )
+            paths.append(path)
     return paths

@@ -9,9 +9,10 @@ training step's time goes, and what each speed-up buys.
 2. Where a step goes: forward time of the encoder, decoder, heads and auxiliary networks
    (forward hooks), losses, backward, optimizer, and the data loader alone; then the
    heaviest operators by self time (torch.profiler).
-3. Speed-ups, each as images/s ÷ the float32 plain loop measured in the same run: batches
-   rendered beforehand (what data costs), bf16 autocast, channels-last memory, data workers
-   0 and 2, and `dense train` itself with ``train.amp=bf16``.
+3. Speed-ups, each as images/s ÷ the float32 plain loop from the loader measured in the same
+   run: batches rendered beforehand (what data costs), AdamW's fused kernel, bf16 autocast,
+   channels-last memory, data workers 0 and 2, and `dense train` itself with
+   ``train.amp=off`` and ``bf16``.
 
     python experiments/benchmarks/train_throughput.py [CONFIG.toml] [--steps N] [key=value ...]
 """
@@ -54,11 +55,23 @@ class PlainLoop:
     """The same model, losses, optimizer and batches as ``Trainer``, in a bare PyTorch loop:
     forward, weighted sum of the task losses, backward, clipping, optimizer step."""
 
-    def __init__(self, trainer: Trainer, amp: bool = False, channels_last: bool = False):
+    def __init__(
+        self,
+        trainer: Trainer,
+        amp: bool = False,
+        channels_last: bool = False,
+        fused: bool | None = None,
+    ) -> None:
         self.trainer = trainer
         self.model, self.tasks = trainer.model, trainer.tasks
         self.weights = {name: trainer.config.tasks[name].weight for name in self.tasks}
         self.optimizer = make_optimizer(self.model, trainer.objective.weighting, trainer.config)
+        if fused is not None:  # the same AdamW with its fused kernel on or off
+            groups = [
+                {k: v for k, v in g.items() if k not in ("fused", "foreach")}
+                for g in self.optimizer.param_groups
+            ]
+            self.optimizer = torch.optim.AdamW(groups, fused=fused)
         self.amp, self.channels_last = amp, channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -256,57 +269,30 @@ def main() -> None:
         print(f"    {name:40s} {share:6.1%}")
 
     print("\n3. speed-ups against the float32 plain loop from the loader, same run")
-    variants: list[tuple[str, Callable[[], list[float]]]] = [
-        (
-            "float32, from the loader (baseline)",
-            lambda: plain_rates(build_trainer(args.config, overrides), steps, window),
-        ),
-        (
-            "batches rendered beforehand",
-            lambda: plain_rates(build_trainer(args.config, overrides), steps, window, rendered),
-        ),
-        (
-            "bf16 autocast",
-            lambda: plain_rates(build_trainer(args.config, overrides), steps, window, amp=True),
-        ),
-        (
-            "channels-last",
-            lambda: plain_rates(
-                build_trainer(args.config, overrides), steps, window, channels_last=True
-            ),
-        ),
-        (
-            "bf16 + channels-last",
-            lambda: plain_rates(
-                build_trainer(args.config, overrides), steps, window, amp=True, channels_last=True
-            ),
-        ),
-        (
-            "data.num_workers=0",
-            lambda: plain_rates(
-                build_trainer(args.config, [*overrides, "data.num_workers=0"]), steps, window
-            ),
-        ),
-        (
-            "data.num_workers=2",
-            lambda: plain_rates(
-                build_trainer(args.config, [*overrides, "data.num_workers=2"]), steps, window
-            ),
-        ),
-        (
-            "dense train, train.amp=off",
-            lambda: dense_rates(args.config, [*overrides, "train.amp=off"], steps, window),
-        ),
-        (
-            "dense train, train.amp=bf16",
-            lambda: dense_rates(args.config, [*overrides, "train.amp=bf16"], steps, window),
-        ),
+    variants: list[tuple[str, list[str], dict | None]] = [
+        # name, extra overrides, plain-loop options (None: `dense train` itself)
+        ("float32, from the loader (baseline)", [], {}),
+        ("batches rendered beforehand", [], {"batches": rendered}),
+        ("AdamW's fused kernel", [], {"fused": True}),
+        ("bf16 autocast", [], {"amp": True}),
+        ("bf16 autocast + fused AdamW", [], {"amp": True, "fused": True}),
+        ("channels-last", [], {"channels_last": True}),
+        ("bf16 + channels-last", [], {"amp": True, "channels_last": True}),
+        ("data.num_workers=0", ["data.num_workers=0"], {}),
+        ("data.num_workers=2", ["data.num_workers=2"], {}),
+        ("dense train, train.amp=off", ["train.amp=off"], None),
+        ("dense train, train.amp=bf16", ["train.amp=bf16"], None),
     ]
     baseline = None
-    for name, measure in variants:
-        rate = median(measure())
+    for name, extra, options in variants:
+        if options is None:
+            rates = dense_rates(args.config, [*overrides, *extra], steps, window)
+        else:
+            trainer = build_trainer(args.config, [*overrides, *extra])
+            rates = plain_rates(trainer, steps, window, **options)
+        rate = median(rates)
         baseline = baseline or rate
-        print(f"  {name:38s} {rate:6.2f} images/s  {rate / baseline:5.2f}×")
+        print(f"  {name:48s} {rate:6.2f} images/s  {rate / baseline:5.2f}×")
 
 
 if __name__ == "__main__":
