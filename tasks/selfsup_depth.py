@@ -32,6 +32,7 @@ from tasks.pose_networks import CorrelationPoseNetwork, StackedPoseNetwork
 
 EdgeTarget = Literal["segmentation", "predicted_segmentation", "image", "depth"]
 Source = Literal["network", "ground_truth"]
+PoseSource = Literal["network", "ground_truth", "true_rotation", "true_translation"]
 
 
 @dataclass
@@ -51,7 +52,8 @@ class SelfSupervisedDepthConfig(DepthOutputConfig):
     pose_scale: float = 0.01  # the pose network's rotation outputs are multiplied by this
     translation_scale: float = 0.1  # and its translation outputs by this (metres)
     pose_resolution: float = 0.5  # the pose network sees the frames at this fraction of size
-    pose_source: Source = "network"  # "ground_truth": the data's poses (an oracle)
+    pose_source: PoseSource = "network"  # "ground_truth": the data's poses (an oracle);
+    # "true_rotation" / "true_translation": that half from the data, the other the network's
     depth_source: Source = "network"  # "ground_truth": warp with true depth (an oracle)
     median_scaling: bool = True  # monocular depth has no scale: evaluate after median scaling
     edge_target: EdgeTarget = "segmentation"  # target edges of the structure losses
@@ -248,13 +250,26 @@ class SelfSupervisedDepth(Depth):
         }
 
     def poses(self, batch: dict[str, Any], outputs: Outputs) -> dict[str, Tensor]:
-        """Target-to-source poses: the pose network's, or the data's for the oracle."""
-        if self.config.pose_source == "network":
+        """Target-to-source poses: the pose network's, the data's (the oracle), or the
+        network's with its rotation or its translation replaced by the data's."""
+        source = self.config.pose_source
+        if source == "network":
             return outputs.auxiliary[self.name]
         missing = [f"{s}_pose" for s in self.config.sources if f"{s}_pose" not in batch]
         if missing:
-            raise DenseError(f"tasks.{self.name}.pose_source = 'ground_truth': no {missing}")
-        return {s: batch[f"{s}_pose"].float() for s in self.config.sources}
+            raise DenseError(f"tasks.{self.name}.pose_source = '{source}': no {missing}")
+        truth = {s: batch[f"{s}_pose"].float() for s in self.config.sources}
+        if source == "ground_truth":
+            return truth
+        mixed = {}
+        for name, predicted in outputs.auxiliary[self.name].items():
+            pose = predicted.clone()
+            if source == "true_rotation":
+                pose[:, :3, :3] = truth[name][:, :3, :3]
+            else:
+                pose[:, :3, 3] = truth[name][:, :3, 3]
+            mixed[name] = pose
+        return mixed
 
     def metric(self) -> Metric:
         return MetricGroup(super().metric(), PoseErrors())

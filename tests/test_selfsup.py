@@ -291,3 +291,27 @@ def test_predict_needs_one_image_and_eval_runs_without_the_pose_network(tiny, tm
     metrics = tmp_path / "metrics.json"
     assert main(["eval", str(run / "last.pt"), "--out", str(metrics)]) == 0
     assert json.loads(metrics.read_text())["selfsup_depth"]["abs_rel"] > 0
+
+
+@pytest.mark.parametrize("source", ["true_rotation", "true_translation"])
+def test_half_oracles_take_that_half_of_the_pose_from_the_data(source):
+    """The split oracle keeps the pose network's other half (and still builds the network)."""
+    from dense.task import DataInfo, Outputs
+    from tasks.selfsup_depth import SelfSupervisedDepth, SelfSupervisedDepthConfig
+
+    task = SelfSupervisedDepth(
+        "selfsup_depth", SelfSupervisedDepthConfig(pose_source=source), DataInfo()
+    )
+    assert task.auxiliary() is not None
+    generator = torch.Generator().manual_seed(0)
+    random = [pose_from_vector(0.1 * torch.randn(2, 6, generator=generator)) for _ in range(4)]
+    network = {"prev": random[0], "next": random[1]}
+    truth = {"prev_pose": random[2], "next_pose": random[3]}
+    poses = task.poses(truth, Outputs({}, {"selfsup_depth": network}))
+    taken, kept = (
+        (slice(0, 3), slice(3, 4)) if source == "true_rotation" else (slice(3, 4), slice(0, 3))
+    )
+    for s in ("prev", "next"):
+        assert torch.equal(poses[s][:, :3, taken], truth[f"{s}_pose"][:, :3, taken])
+        assert torch.equal(poses[s][:, :3, kept], network[s][:, :3, kept])
+        assert torch.equal(poses[s][:, 3], network[s][:, 3])
