@@ -178,14 +178,11 @@ def breakdown(trainer: Trainer, batches: list[dict[str, Tensor]]) -> dict[str, f
             )
         )
 
-    def timed(name: str) -> contextlib.AbstractContextManager:
-        @contextlib.contextmanager
-        def clock():
-            started = time.perf_counter()
-            yield
-            parts[name] += time.perf_counter() - started
-
-        return clock()
+    @contextlib.contextmanager
+    def timed(name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        parts[name] += time.perf_counter() - started
 
     loop.step(batches[0])  # warm-up
     parts.clear()
