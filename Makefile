@@ -21,11 +21,11 @@ venv: $(BIN)/.installed
 run: venv
 	$(BIN)/dense train $(CONFIG) --resume
 
-# the segmentation grid's MLP arm needs the paper-style inverse network, fitted on the NYU
-# label maps in ../shared (2 min)
+# the segmentation grid's MLP arm needs the paper's inverse network (4 parameters, no
+# distance head, no identical pairs, read as ‖θ̂‖), fitted on the NYU label maps in ../shared
 $(MLP_NET): | venv
 	$(BIN)/dense fit-inverseform source=../shared/nyuv2/labels13 ignore_index=0 steps=2000 \
-		kind=mlp out=$@
+		kind=mlp parameters=4 distance_head=false distance=euclidean identity=0 out=$@
 
 grids: venv $(MLP_NET)
 	for grid in $(GRIDS); do $(BIN)/dense experiment experiments/grids/$$grid.toml || exit 1; done

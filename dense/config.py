@@ -56,6 +56,7 @@ class DataConfig:
     eval_batch_size: int = 8
     num_workers: int = 1
     options: dict[str, Any] = field(default_factory=dict)  # the dataset's own options
+    cache: str = ""  # folder keeping made samples for later epochs and runs ("": none)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training split only
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from dense.cache import CachedDataset, cache_folder
 from dense.config import DataConfig, build_dataclass
 from dense.distributed import Context
 from dense.errors import DenseError
@@ -31,6 +32,9 @@ def build_dataset(config: DataConfig, split: str, augment: bool = False) -> Data
     dataset = cls(split, options)
     if len(dataset) == 0:
         raise DenseError(f"dataset '{config.dataset}' split '{split}' is empty")
+    if config.cache:
+        folder = cache_folder(config.cache, config.dataset, split, options)
+        dataset = CachedDataset(dataset, folder)
     if augment and config.augment.active():
         transform = JointTransform(config.augment, getattr(dataset, "ignore_index", 255))
         return Augmented(dataset, transform)

@@ -93,3 +93,11 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
         return
     for buffer in module.buffers():
         dist.broadcast(buffer, src=0)
+
+
+def native_bf16() -> bool:
+    """Whether this CPU has bf16 kernels (oneDNN on AVX-512 BF16 or AMX); without them bf16
+    autocast falls back to PyTorch's reference convolutions."""
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )

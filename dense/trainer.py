@@ -155,6 +155,12 @@ class Trainer:
             self.train_set, self.config.data, self.config.run.seed, self.step, self.context
         )
         self.network.train()
+        if main and self.amp and self.device.type == "cpu" and not distributed.native_bf16():
+            self.console.print(
+                "[yellow]warning:[/] this CPU has no native bf16 kernels (oneDNN reports none), "
+                "so bf16 autocast runs PyTorch's reference convolutions, about 15× slower than "
+                "float32 on such a CPU: use train.amp=off"
+            )
         bad_steps = 0
         window: list[dict[str, float]] = []
         started, images = time.perf_counter(), 0

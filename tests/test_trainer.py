@@ -165,3 +165,15 @@ def test_repeated_non_finite_losses_stop_training_and_keep_the_checkpoint(tmp_pa
     state = load_checkpoint(tmp_path / "runs" / "tiny" / "last.pt")
     assert state["step"] == 4
     assert all(torch.isfinite(v.float()).all() for v in state["model"].values())
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_native_kernels_warns(tiny, capsys, monkeypatch, native):
+    """Such CPUs run bf16 convolutions through PyTorch's slow reference code."""
+    from dense import distributed
+
+    monkeypatch.setattr(distributed, "native_bf16", lambda: native)
+    train(
+        tiny("train.amp=bf16", "train.steps=1", "train.eval_every=1", "tasks={}", "tasks.depth={}")
+    )
+    assert ("no native bf16 kernels" in capsys.readouterr().out) is not native

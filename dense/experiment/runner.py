@@ -24,8 +24,11 @@ def finished(run_dir: Path, steps: int) -> bool:
 
 
 def recipe(saved: dict) -> dict:
-    """A saved run config without where the run is kept: equal recipes train identical runs."""
-    return {**saved, "run": {k: v for k, v in saved["run"].items() if k not in ("out_dir", "name")}}
+    """A saved run config without where the run and its data cache are kept: equal recipes
+    train identical runs."""
+    run = {k: v for k, v in saved["run"].items() if k not in ("out_dir", "name")}
+    data = {k: v for k, v in saved.get("data", {}).items() if k != "cache"}
+    return {**saved, "run": run, "data": data}
 
 
 def config_recipe(config: Config) -> dict:

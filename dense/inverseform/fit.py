@@ -62,11 +62,11 @@ class FitConfig:
     hidden: list[int] = field(default_factory=lambda: [1000, 32])  # MLP widths
     channels: list[int] = field(default_factory=lambda: [16, 32, 64, 64])  # conv widths
     ranges: TransformRanges = field(default_factory=TransformRanges)
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
     seed: int = 0
-    min_boundary: float = 0.02  # tiles with less boundary are redrawn
+    min_boundary: float = 0.01  # tiles with less boundary are redrawn (= the loss's empty_tile)
     heldout_samples: int = 1024
     out: str = "runs/inverseform/inverse_net.pt"
 
