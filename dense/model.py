@@ -103,8 +103,7 @@ class DenseModel(nn.Module):
     """Shared encoder and decoder with one head per task; returns :class:`Outputs`.
 
     Tasks' auxiliary networks (training-only, e.g. a pose network) run when the batch is
-    passed too, each with the batch and its task's prediction; their outputs go to
-    ``Outputs.auxiliary`` under the task's name.
+    passed too; their outputs go to ``Outputs.auxiliary`` under the task's name.
     """
 
     def __init__(
@@ -134,9 +133,7 @@ class DenseModel(nn.Module):
         }
         auxiliary = {}
         if batch is not None:
-            auxiliary = {
-                name: network(batch, predictions[name]) for name, network in self.auxiliary.items()
-            }
+            auxiliary = {name: network(batch) for name, network in self.auxiliary.items()}
         return Outputs(predictions, {k: v for k, v in auxiliary.items() if v is not None})
 
 

@@ -88,10 +88,9 @@ class Task(ABC):
         """A fresh streaming metric for this task."""
 
     def auxiliary(self) -> nn.Module | None:
-        """A network the loss needs (a pose network, say), called with the batch and this
-        task's prediction in training steps and in evaluation (where it may return None when
-        the batch lacks its inputs); its output reaches ``loss`` and ``update_metric`` as
-        ``outputs.auxiliary[name]``.
+        """A network the loss needs (a pose network, say), called with the batch in training
+        steps and in evaluation (where it may return None when the batch lacks its inputs);
+        its output reaches ``loss`` and ``update_metric`` as ``outputs.auxiliary[name]``.
         Trained and saved with the model, never run by predict."""
         return None
 

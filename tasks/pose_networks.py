@@ -2,19 +2,14 @@
 
 Both map a batch's target ``image`` and its ``<source>_image`` frames to target-to-source 4×4
 poses (axis-angle rotation and translation: the network's 6 outputs times ``scales``), and
-return None when the batch lacks the source frames (evaluation on still images). Given a
-``depth_range``, they also see the target's predicted inverse depth (the task's sigmoid
-disparity read as ``1/max + (1/min − 1/max)·d``, detached, divided by its mean): a rotation
-moves every pixel alike while a translation moves each by its inverse depth, so with the
-depth the two can be told apart.
+return None when the batch lacks the source frames (evaluation on still images).
 
 - ``stacked``: Monodepth2's separate pose encoder — the pair stacked on 6 channels through a
   timm backbone, then 1×1 → 3×3 → 3×3 → 1×1 convolutions, averaged over space.
 - ``correlation``: a siamese convolutional stem (stride 4) on each frame, the local correlation
   of the target's features with the source's over ±``radius`` cells (a cost volume: where each
   patch moved), plus pixel coordinates (the flow pattern of a rotation or a translation depends
-  on where it is seen) and the inverse depth if any, then strided convolutions averaged over
-  space.
+  on where it is seen), then strided convolutions averaged over space.
 """
 
 from __future__ import annotations
@@ -58,56 +53,28 @@ def coordinates(like: Tensor) -> Tensor:
     return torch.stack([x, y]).expand(B, 2, H, W)
 
 
-def inverse_depth(prediction: Tensor | list[Tensor], depth_range: tuple[float, float]) -> Tensor:
-    """The full-resolution sigmoid disparity (the first map of a multi-scale prediction) as
-    inverse depth divided by its per-image mean, detached: (B, 1, H, W)."""
-    disparity = (prediction[0] if isinstance(prediction, list) else prediction).detach().float()
-    low, high = 1 / depth_range[1], 1 / depth_range[0]
-    inverse = low + (high - low) * disparity
-    return inverse / inverse.mean((1, 2, 3), keepdim=True)
-
-
 class PoseNetwork(nn.Module, ABC):
-    """Shared plumbing: gather the frame pairs (and the inverse depth), run ``pair_vectors``,
-    scale, build 4×4 poses."""
+    """Shared plumbing: gather the frame pairs, run ``pair_vectors``, scale, build 4×4 poses."""
 
-    def __init__(
-        self,
-        sources: list[str],
-        scales: tuple[float, float],
-        resolution: float,
-        depth_range: tuple[float, float] | None = None,
-    ):
+    def __init__(self, sources: list[str], scales: tuple[float, float], resolution: float):
         super().__init__()
-        self.sources, self.resolution, self.depth_range = sources, resolution, depth_range
+        self.sources, self.resolution = sources, resolution
         self.register_buffer("scales", torch.tensor([scales[0]] * 3 + [scales[1]] * 3))
 
-    @property
-    def depth_channels(self) -> int:
-        return int(self.depth_range is not None)
-
     @abstractmethod
-    def pair_vectors(self, target: Tensor, source: Tensor, depth: Tensor | None) -> Tensor:
-        """(N, 6) raw outputs for N normalised frame pairs (N, 3, h, w) and, with a
-        ``depth_range``, the target's inverse depth (N, 1, h, w)."""
+    def pair_vectors(self, target: Tensor, source: Tensor) -> Tensor:
+        """(N, 6) raw outputs for N normalised frame pairs (N, 3, h, w)."""
 
-    def forward(
-        self, batch: dict[str, Tensor], prediction: Tensor | list[Tensor] | None = None
-    ) -> dict[str, Tensor] | None:
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor] | None:
         if any(f"{s}_image" not in batch for s in self.sources):
             return None
         count = len(self.sources)
         frames = [batch["image"].repeat(count, 1, 1, 1)]
         frames.append(torch.cat([batch[f"{s}_image"] for s in self.sources]))
-        if self.depth_range is not None:
-            if prediction is None:
-                raise DenseError("this pose network needs the task's depth prediction")
-            frames.append(inverse_depth(prediction, self.depth_range).repeat(count, 1, 1, 1))
         if self.resolution != 1:
             frames = [F.interpolate(f, scale_factor=self.resolution, mode="area") for f in frames]
-        target, source = ((f - 0.45) / 0.225 for f in frames[:2])
-        depth = frames[2] if len(frames) > 2 else None
-        vectors = self.pair_vectors(target, source, depth)
+        target, source = ((f - 0.45) / 0.225 for f in frames)
+        vectors = self.pair_vectors(target, source)
         with torch.autocast(vectors.device.type, enabled=False):  # poses in float32
             poses = pose_from_vector(vectors.float() * self.scales).chunk(count)
         return dict(zip(self.sources, poses, strict=True))
@@ -115,17 +82,11 @@ class PoseNetwork(nn.Module, ABC):
 
 class StackedPoseNetwork(PoseNetwork):
     def __init__(
-        self,
-        sources: list[str],
-        scales: tuple[float, float],
-        resolution: float,
-        encoder: str,
-        depth_range: tuple[float, float] | None = None,
+        self, sources: list[str], scales: tuple[float, float], resolution: float, encoder: str
     ):
-        super().__init__(sources, scales, resolution, depth_range)
-        channels = 6 + self.depth_channels
+        super().__init__(sources, scales, resolution)
         try:
-            self.body = timm.create_model(encoder, in_chans=channels, num_classes=0, global_pool="")
+            self.body = timm.create_model(encoder, in_chans=6, num_classes=0, global_pool="")
         except RuntimeError as error:
             raise DenseError(f"pose_encoder '{encoder}': {error}") from None
         self.decoder = nn.Sequential(
@@ -138,9 +99,8 @@ class StackedPoseNetwork(PoseNetwork):
             nn.Conv2d(256, 6, 1),
         )
 
-    def pair_vectors(self, target: Tensor, source: Tensor, depth: Tensor | None) -> Tensor:
-        inputs = [target, source] + ([depth] if depth is not None else [])
-        return self.decoder(self.body(torch.cat(inputs, 1))).mean((2, 3))
+    def pair_vectors(self, target: Tensor, source: Tensor) -> Tensor:
+        return self.decoder(self.body(torch.cat([target, source], 1))).mean((2, 3))
 
 
 class CorrelationPoseNetwork(PoseNetwork):
@@ -151,9 +111,8 @@ class CorrelationPoseNetwork(PoseNetwork):
         resolution: float,
         channels: int,
         radius: int,
-        depth_range: tuple[float, float] | None = None,
     ):
-        super().__init__(sources, scales, resolution, depth_range)
+        super().__init__(sources, scales, resolution)
         self.radius = radius
         self.stem = nn.Sequential(
             conv_block(3, channels, 7, 2),
@@ -162,16 +121,14 @@ class CorrelationPoseNetwork(PoseNetwork):
         )
         cost = (2 * radius + 1) ** 2
         self.head = nn.Sequential(
-            conv_block(cost + channels + 2 + self.depth_channels, 4 * channels, 3, 2),
+            conv_block(cost + channels + 2, 4 * channels, 3, 2),
             conv_block(4 * channels, 4 * channels, 3, 2),
             conv_block(4 * channels, 8 * channels, 3, 2),
             nn.Conv2d(8 * channels, 6, 1),
         )
 
-    def pair_vectors(self, target: Tensor, source: Tensor, depth: Tensor | None) -> Tensor:
+    def pair_vectors(self, target: Tensor, source: Tensor) -> Tensor:
         features = self.stem(torch.cat([target, source]))
         a, b = features.chunk(2)
-        inputs = [local_correlation(a, b, self.radius), a, coordinates(a)]
-        if depth is not None:
-            inputs.append(F.adaptive_avg_pool2d(depth, a.shape[-2:]))
-        return self.head(torch.cat(inputs, 1)).mean((2, 3))
+        volume = local_correlation(a, b, self.radius)
+        return self.head(torch.cat([volume, a, coordinates(a)], 1)).mean((2, 3))

@@ -52,8 +52,6 @@ class SelfSupervisedDepthConfig(DepthOutputConfig):
     pose_scale: float = 0.01  # the pose network's rotation outputs are multiplied by this
     translation_scale: float = 0.1  # and its translation outputs by this (metres)
     pose_resolution: float = 0.5  # the pose network sees the frames at this fraction of size
-    pose_depth: bool = False  # the pose network also sees the predicted inverse depth
-    # (detached): it tells a rotation (uniform flow) from a translation (flow ∝ 1/depth)
     pose_source: PoseSource = "network"  # "ground_truth": the data's poses (an oracle);
     # "true_rotation" / "true_translation": that half from the data, the other the network's
     depth_source: Source = "network"  # "ground_truth": warp with true depth (an oracle)
@@ -217,11 +215,10 @@ class SelfSupervisedDepth(Depth):
             return None
         sources, resolution = list(config.sources), config.pose_resolution
         scales = (config.pose_scale, config.translation_scale)
-        depth = (config.min_depth, config.max_depth) if config.pose_depth else None
         if config.pose_network == "stacked":
-            return StackedPoseNetwork(sources, scales, resolution, config.pose_encoder, depth)
+            return StackedPoseNetwork(sources, scales, resolution, config.pose_encoder)
         return CorrelationPoseNetwork(
-            sources, scales, resolution, config.pose_channels, config.pose_radius, depth
+            sources, scales, resolution, config.pose_channels, config.pose_radius
         )
 
     def decode(self, prediction: Tensor) -> Tensor:

@@ -315,31 +315,3 @@ def test_half_oracles_take_that_half_of_the_pose_from_the_data(source):
         assert torch.equal(poses[s][:, :3, taken], truth[f"{s}_pose"][:, :3, taken])
         assert torch.equal(poses[s][:, :3, kept], network[s][:, :3, kept])
         assert torch.equal(poses[s][:, 3], network[s][:, 3])
-
-
-@pytest.mark.parametrize("kind", ["correlation", "stacked"])
-def test_a_pose_network_with_depth_reads_the_inverse_depth_without_training_it(kind):
-    """pose_depth: the pose depends on the predicted disparity's shape, not on its scale (it
-    is mean-normalised inverse depth), and no gradient reaches the disparity."""
-    from dense.task import DataInfo
-    from tasks.selfsup_depth import SelfSupervisedDepth, SelfSupervisedDepthConfig
-
-    config = SelfSupervisedDepthConfig(
-        pose_depth=True, pose_network=kind, pose_encoder="resnet18", min_depth=1.0
-    )
-    torch.manual_seed(0)
-    network = SelfSupervisedDepth("selfsup_depth", config, DataInfo()).auxiliary().eval()
-    frames = {k: torch.rand(2, 3, 32, 48) for k in ("image", "prev_image", "next_image")}
-    inverse = 0.2 + 0.25 * torch.rand(2, 1, 32, 48)  # inverse depth (1/m) in (1/10, 1/2)
-    low, high = 1 / config.max_depth, 1 / config.min_depth
-    disparity = ((inverse - low) / (high - low)).requires_grad_()
-    scaled = (2 * inverse - low) / (high - low)  # the same shape, twice as near
-    flat = torch.full_like(disparity, 0.3)
-    pose = network(frames, [disparity])["next"]
-    same = (network(frames, [scaled])["next"] - pose).abs().max()
-    other = (network(frames, [flat])["next"] - pose).abs().max()
-    assert same < 1e-3 * other, (same, other)
-    pose.sum().backward()
-    assert disparity.grad is None
-    with pytest.raises(DenseError, match="depth prediction"):
-        network(frames)
