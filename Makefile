@@ -1,5 +1,5 @@
 # Two entry points: `make run` (train the default experiment) and `make test`; `make grids`
-# runs the InverseForm experiment grids (1 h 43 min on 2 CPU cores, resumable).
+# runs the InverseForm experiment grids (about 2–3 h on 2 CPU cores, resumable; README).
 # All create or refresh the virtual environment in .venv first.
 PYTHON ?= python3
 VENV ?= .venv
