@@ -297,3 +297,16 @@ def test_a_run_saved_before_a_config_key_existed_still_counts_as_finished(ran, c
         assert capsys.readouterr().out.count("finished, skipped") == 8
     finally:
         saved.write_text(original)
+
+
+def test_where_the_data_cache_lives_is_not_part_of_a_runs_recipe():
+    """Runs that differ only in data.cache train identically, so a grid treats them as twins."""
+    from dense.experiment.runner import recipe
+
+    saved = {"run": {"name": "a", "out_dir": "x", "seed": 0}, "data": {"batch_size": 8}}
+    cached = {
+        "run": {"name": "b", "out_dir": "y", "seed": 0},
+        "data": {"batch_size": 8, "cache": "c"},
+    }
+    assert recipe(saved) == recipe(cached)
+    assert recipe(saved) != recipe({**cached, "data": {"batch_size": 4, "cache": "c"}})
