@@ -86,6 +86,36 @@ def pose_from_vector(vector: Tensor) -> Tensor:
     return rigid(axis_angle_to_matrix(vector[..., :3]), vector[..., 3:])
 
 
+def pose_from_motion(
+    flow: Tensor, points: Tensor, inverse_depth: Tensor, weight: Tensor, damping: float = 1e-4
+) -> Tensor:
+    """Target-to-source transforms (B, 4, 4) that best explain a motion field.
+
+    flow (B, 2, N): displacement of N target points in normalised camera coordinates (pixels
+    through K⁻¹); points (B, 2, N): those points (x, y); inverse_depth (B, N) in 1/m; weight
+    (B, N) ≥ 0. Solves the instantaneous-motion equations (small rotation ω, translation t)
+
+        Δx = ρ(t_x − x t_z) + ω_y(1 + x²) − ω_x x y − ω_z y
+        Δy = ρ(t_y − y t_z) + ω_z x − ω_x(1 + y²) + ω_y x y
+
+    by damped weighted least squares, and returns the rigid transform of axis-angle ω and t.
+    A pan and a sideways translation give the same flow where the depth is constant; the
+    inverse depth is what tells them apart.
+    """
+    x, y = points[:, 0], points[:, 1]
+    rho, zero = inverse_depth, torch.zeros_like(inverse_depth)
+    u_rows = torch.stack([-x * y, 1 + x * x, -y, rho, zero, -rho * x], -1)
+    v_rows = torch.stack([-(1 + y * y), x * y, x, zero, rho, -rho * y], -1)
+    A = torch.cat([u_rows, v_rows], 1)  # (B, 2N, 6)
+    b = torch.cat([flow[:, 0], flow[:, 1]], 1)  # (B, 2N)
+    w = torch.cat([weight, weight], 1)
+    w = w / w.sum(1, keepdim=True).clamp(min=1e-12)
+    normal = A.transpose(1, 2) @ (A * w[..., None])
+    normal = normal + damping * torch.eye(6, dtype=A.dtype, device=A.device)
+    motion = torch.linalg.solve(normal, (A.transpose(1, 2) @ (w * b)[..., None]).squeeze(-1))
+    return pose_from_vector(motion)
+
+
 def inverse_warp(source: Tensor, depth: Tensor, K: Tensor, target_to_source: Tensor) -> Tensor:
     """Sample the source image at the pixels the target's depth and pose project to.
 

@@ -10,11 +10,16 @@ return None when the batch lacks the source frames (evaluation on still images).
   of the target's features with the source's over ±``radius`` cells (a cost volume: where each
   patch moved), plus pixel coordinates (the flow pattern of a rotation or a translation depends
   on where it is seen), then strided convolutions averaged over space.
+- ``motion``: the same cost volume read, cell by cell, as a flow and a confidence (a
+  ``MotionField``); the task solves the pose from it *and its predicted depth* by least squares
+  (``dense.geometry.pose_from_motion``). From two frames alone a pan and a sideways step make
+  the same flow; the depth tells them apart.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import timm
 import torch
@@ -22,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dense.errors import DenseError
-from dense.geometry import pose_from_vector
+from dense.geometry import pose_from_motion, pose_from_vector
 
 
 def conv_block(in_channels: int, out_channels: int, kernel: int, stride: int) -> nn.Sequential:
@@ -65,18 +70,25 @@ class PoseNetwork(nn.Module, ABC):
     def pair_vectors(self, target: Tensor, source: Tensor) -> Tensor:
         """(N, 6) raw outputs for N normalised frame pairs (N, 3, h, w)."""
 
-    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor] | None:
+    def frame_pairs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor] | None:
+        """(target, source) frames, one pair per source stacked on the batch axis, resized
+        and normalised; None when the batch lacks the source frames."""
         if any(f"{s}_image" not in batch for s in self.sources):
             return None
-        count = len(self.sources)
-        frames = [batch["image"].repeat(count, 1, 1, 1)]
+        frames = [batch["image"].repeat(len(self.sources), 1, 1, 1)]
         frames.append(torch.cat([batch[f"{s}_image"] for s in self.sources]))
         if self.resolution != 1:
             frames = [F.interpolate(f, scale_factor=self.resolution, mode="area") for f in frames]
         target, source = ((f - 0.45) / 0.225 for f in frames)
-        vectors = self.pair_vectors(target, source)
+        return target, source
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor] | None:
+        pairs = self.frame_pairs(batch)
+        if pairs is None:
+            return None
+        vectors = self.pair_vectors(*pairs)
         with torch.autocast(vectors.device.type, enabled=False):  # poses in float32
-            poses = pose_from_vector(vectors.float() * self.scales).chunk(count)
+            poses = pose_from_vector(vectors.float() * self.scales).chunk(len(self.sources))
         return dict(zip(self.sources, poses, strict=True))
 
 
@@ -132,3 +144,69 @@ class CorrelationPoseNetwork(PoseNetwork):
         a, b = features.chunk(2)
         volume = local_correlation(a, b, self.radius)
         return self.head(torch.cat([volume, a, coordinates(a)], 1)).mean((2, 3))
+
+
+@dataclass
+class MotionField:
+    """Per-cell flow (B, 2, h, w) in full-size pixels and confidence (B, 1, h, w) ≥ 0 of one
+    frame pair; cell (i, j) sits at full-size pixel ``(offset + stride·j, offset + stride·i)``."""
+
+    flow: Tensor
+    weight: Tensor
+    stride: float
+    offset: float
+
+    def pose(self, depth: Tensor, K: Tensor) -> Tensor:
+        """Target-to-source poses (B, 4, 4) from the field and the target's depth (B, 1, H, W)
+        with intrinsics K (B, 3, 3); no gradient reaches the depth."""
+        B, _, h, w = self.flow.shape
+        with torch.autocast(self.flow.device.type, enabled=False):
+            v, u = torch.meshgrid(
+                self.offset + self.stride * torch.arange(h, device=depth.device),
+                self.offset + self.stride * torch.arange(w, device=depth.device),
+                indexing="ij",
+            )
+            pixels = torch.stack([u, v, torch.ones_like(u)]).reshape(3, -1).float()
+            K = K.float()
+            points = (torch.linalg.inv(K) @ pixels)[:, :2]  # (B, 2, N)
+            focal = torch.stack([K[:, 0, 0], K[:, 1, 1]], 1)[..., None]
+            flow = self.flow.float().reshape(B, 2, -1) / focal
+            cells = F.adaptive_avg_pool2d(1 / depth.detach().float(), (h, w)).reshape(B, -1)
+            weight = self.weight.float().reshape(B, -1)
+            return pose_from_motion(flow, points, cells, weight)
+
+
+class MotionPoseNetwork(CorrelationPoseNetwork):
+    """The correlation network's cost volume read per cell as flow and confidence."""
+
+    def __init__(
+        self, sources: list[str], resolution: float, channels: int, radius: int, flow_scale: float
+    ):
+        super().__init__(sources, (1.0, 1.0), resolution, channels, radius)
+        self.flow_scale = flow_scale
+        cost = (2 * radius + 1) ** 2
+        self.head = nn.Sequential(
+            conv_block(cost + channels + 2, 4 * channels, 3, 1),
+            conv_block(4 * channels, 4 * channels, 3, 1),
+            nn.Conv2d(4 * channels, 3, 1),
+        )
+
+    def pair_vectors(self, target: Tensor, source: Tensor) -> Tensor:
+        raise NotImplementedError("MotionPoseNetwork gives motion fields, not pose vectors")
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, MotionField] | None:
+        pairs = self.frame_pairs(batch)
+        if pairs is None:
+            return None
+        features = self.stem(torch.cat(pairs))
+        a, b = features.chunk(2)
+        volume = local_correlation(a, b, self.radius)
+        out = self.head(torch.cat([volume, a, coordinates(a)], 1)).float()
+        flows = (self.flow_scale * out[:, :2]).chunk(len(self.sources))
+        weights = F.softplus(out[:, 2:]).add(1e-3).chunk(len(self.sources))
+        stride = 4 / self.resolution  # the stem's stride 4, in full-size pixels
+        offset = 0.5 / self.resolution - 0.5  # centre of cell 0 (pixel centres at integers)
+        return {
+            name: MotionField(flow, weight, stride, offset)
+            for name, flow, weight in zip(self.sources, flows, weights, strict=True)
+        }

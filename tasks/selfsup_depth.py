@@ -28,7 +28,12 @@ from dense.task import DataInfo, Outputs, Task
 from losses.boundary import boundary_from_image, boundary_from_labels, soft_depth_edges
 from losses.photometric import disparity_to_depth, edge_aware_smoothness, photometric_error
 from tasks.depth import Depth, DepthOutputConfig
-from tasks.pose_networks import CorrelationPoseNetwork, StackedPoseNetwork
+from tasks.pose_networks import (
+    CorrelationPoseNetwork,
+    MotionField,
+    MotionPoseNetwork,
+    StackedPoseNetwork,
+)
 
 EdgeTarget = Literal["segmentation", "predicted_segmentation", "image", "depth"]
 Source = Literal["network", "ground_truth"]
@@ -45,12 +50,14 @@ class SelfSupervisedDepthConfig(DepthOutputConfig):
     image_scales: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # photometric loss
     # at each of these image downsampling factors: coarse views give the pose useful gradients
     init_depth: float = 2.5  # metres the untrained head predicts everywhere (room scale)
-    pose_network: Literal["correlation", "stacked"] = "correlation"  # tasks/pose_networks.py
+    pose_network: Literal["correlation", "stacked", "motion"] = "correlation"  # see
+    # tasks/pose_networks.py; "motion": flow + confidence, pose solved with the depth
     pose_channels: int = 32  # correlation: width of the siamese stem
     pose_radius: int = 4  # correlation: offsets ±radius cells (stride 4) in the cost volume
     pose_encoder: str = "resnet18"  # stacked: timm backbone of the pose network
     pose_scale: float = 0.01  # the pose network's rotation outputs are multiplied by this
     translation_scale: float = 0.1  # and its translation outputs by this (metres)
+    flow_scale: float = 2.0  # motion: its flow outputs times this are full-size pixels
     pose_resolution: float = 0.5  # the pose network sees the frames at this fraction of size
     pose_source: PoseSource = "network"  # "ground_truth": the data's poses (an oracle);
     # "true_rotation" / "true_translation": that half from the data, the other the network's
@@ -217,6 +224,10 @@ class SelfSupervisedDepth(Depth):
         scales = (config.pose_scale, config.translation_scale)
         if config.pose_network == "stacked":
             return StackedPoseNetwork(sources, scales, resolution, config.pose_encoder)
+        if config.pose_network == "motion":
+            return MotionPoseNetwork(
+                sources, resolution, config.pose_channels, config.pose_radius, config.flow_scale
+            )
         return CorrelationPoseNetwork(
             sources, scales, resolution, config.pose_channels, config.pose_radius
         )
@@ -229,16 +240,18 @@ class SelfSupervisedDepth(Depth):
     ) -> dict[str, Tensor]:
         config = self.config
         frames = dict(zip(config.sources, source_frames(batch, config.sources), strict=True))
-        poses = self.poses(batch, outputs)
         image, K = batch["image"], batch["K"]
         views = [View.of(image, frames, K, factor, config) for factor in config.image_scales]
         photometric = smoothness = batch["image"].new_zeros(())
+        poses = None
         for scale, disparity in enumerate(prediction):
             size = batch["image"].shape[-2:]
             full = F.interpolate(disparity, size, mode="bilinear", align_corners=False)
             depth = self.decode(full)
             if config.depth_source == "ground_truth":
                 depth = true_depth(batch, config.max_depth)
+            if poses is None:  # a motion field's pose comes from the full-resolution depth
+                poses = self.poses(batch, outputs, depth)
             for view in views:
                 photometric = photometric + view.loss(depth, poses, config.ssim_weight)
             image = F.interpolate(batch["image"], size=disparity.shape[-2:], mode="area")
@@ -249,12 +262,19 @@ class SelfSupervisedDepth(Depth):
             f"{self.name}/smoothness": config.smoothness * smoothness / count,
         }
 
-    def poses(self, batch: dict[str, Any], outputs: Outputs) -> dict[str, Tensor]:
+    def network_poses(self, outputs: Outputs, depth: Tensor, K: Tensor) -> dict[str, Tensor]:
+        """The pose network's poses; motion fields are solved with the target's depth."""
+        return {
+            name: out.pose(depth, K) if isinstance(out, MotionField) else out
+            for name, out in outputs.auxiliary[self.name].items()
+        }
+
+    def poses(self, batch: dict[str, Any], outputs: Outputs, depth: Tensor) -> dict[str, Tensor]:
         """Target-to-source poses: the pose network's, the data's (the oracle), or the
         network's with its rotation or its translation replaced by the data's."""
         source = self.config.pose_source
         if source == "network":
-            return outputs.auxiliary[self.name]
+            return self.network_poses(outputs, depth, batch["K"])
         missing = [f"{s}_pose" for s in self.config.sources if f"{s}_pose" not in batch]
         if missing:
             raise DenseError(f"tasks.{self.name}.pose_source = '{source}': no {missing}")
@@ -262,7 +282,7 @@ class SelfSupervisedDepth(Depth):
         if source == "ground_truth":
             return truth
         mixed = {}
-        for name, predicted in outputs.auxiliary[self.name].items():
+        for name, predicted in self.network_poses(outputs, depth, batch["K"]).items():
             pose = predicted.clone()
             if source == "true_rotation":
                 pose[:, :3, :3] = truth[name][:, :3, :3]
@@ -280,10 +300,11 @@ class SelfSupervisedDepth(Depth):
         """Depth metrics and, where the data has true poses, the pose network's errors."""
         depth, pose = metric.metrics
         super().update_metric(depth, prediction, batch, outputs)
-        poses = outputs.auxiliary.get(self.name)
-        if poses is None:
+        if outputs.auxiliary.get(self.name) is None:
             return
-        for name, predicted in poses.items():
+        for name, predicted in self.network_poses(
+            outputs, self.decode(prediction), batch["K"]
+        ).items():
             if f"{name}_pose" in batch:
                 pose.update(predicted, batch[f"{name}_pose"])
 
