@@ -58,6 +58,40 @@ def coordinates(like: Tensor) -> Tensor:
     return torch.stack([x, y]).expand(B, 2, H, W)
 
 
+def frame_pairs(
+    batch: dict[str, Tensor], sources: list[str], resolution: float
+) -> tuple[Tensor, Tensor] | None:
+    """(target, source) frames, one pair per source stacked on the batch axis, resized and
+    normalised; None when the batch lacks the source frames."""
+    if any(f"{s}_image" not in batch for s in sources):
+        return None
+    frames = [batch["image"].repeat(len(sources), 1, 1, 1)]
+    frames.append(torch.cat([batch[f"{s}_image"] for s in sources]))
+    if resolution != 1:
+        frames = [F.interpolate(f, scale_factor=resolution, mode="area") for f in frames]
+    target, source = ((f - 0.45) / 0.225 for f in frames)
+    return target, source
+
+
+class CostVolume(nn.Module):
+    """A siamese stem (stride 4) on both frames; per cell of the target, the local correlation
+    with the source over ±``radius`` cells, the target's features and pixel coordinates."""
+
+    def __init__(self, channels: int, radius: int) -> None:
+        super().__init__()
+        self.radius = radius
+        self.stem = nn.Sequential(
+            conv_block(3, channels, 7, 2),
+            conv_block(channels, channels, 3, 2),
+            conv_block(channels, channels, 3, 1),
+        )
+        self.out_channels = (2 * radius + 1) ** 2 + channels + 2
+
+    def forward(self, target: Tensor, source: Tensor) -> Tensor:
+        a, b = self.stem(torch.cat([target, source])).chunk(2)
+        return torch.cat([local_correlation(a, b, self.radius), a, coordinates(a)], 1)
+
+
 class PoseNetwork(nn.Module, ABC):
     """Shared plumbing: gather the frame pairs, run ``pair_vectors``, scale, build 4×4 poses."""
 
@@ -70,20 +104,8 @@ class PoseNetwork(nn.Module, ABC):
     def pair_vectors(self, target: Tensor, source: Tensor) -> Tensor:
         """(N, 6) raw outputs for N normalised frame pairs (N, 3, h, w)."""
 
-    def frame_pairs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor] | None:
-        """(target, source) frames, one pair per source stacked on the batch axis, resized
-        and normalised; None when the batch lacks the source frames."""
-        if any(f"{s}_image" not in batch for s in self.sources):
-            return None
-        frames = [batch["image"].repeat(len(self.sources), 1, 1, 1)]
-        frames.append(torch.cat([batch[f"{s}_image"] for s in self.sources]))
-        if self.resolution != 1:
-            frames = [F.interpolate(f, scale_factor=self.resolution, mode="area") for f in frames]
-        target, source = ((f - 0.45) / 0.225 for f in frames)
-        return target, source
-
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor] | None:
-        pairs = self.frame_pairs(batch)
+        pairs = frame_pairs(batch, self.sources, self.resolution)
         if pairs is None:
             return None
         vectors = self.pair_vectors(*pairs)
@@ -125,25 +147,16 @@ class CorrelationPoseNetwork(PoseNetwork):
         radius: int,
     ):
         super().__init__(sources, scales, resolution)
-        self.radius = radius
-        self.stem = nn.Sequential(
-            conv_block(3, channels, 7, 2),
-            conv_block(channels, channels, 3, 2),
-            conv_block(channels, channels, 3, 1),
-        )
-        cost = (2 * radius + 1) ** 2
+        self.volume = CostVolume(channels, radius)
         self.head = nn.Sequential(
-            conv_block(cost + channels + 2, 4 * channels, 3, 2),
+            conv_block(self.volume.out_channels, 4 * channels, 3, 2),
             conv_block(4 * channels, 4 * channels, 3, 2),
             conv_block(4 * channels, 8 * channels, 3, 2),
             nn.Conv2d(8 * channels, 6, 1),
         )
 
     def pair_vectors(self, target: Tensor, source: Tensor) -> Tensor:
-        features = self.stem(torch.cat([target, source]))
-        a, b = features.chunk(2)
-        volume = local_correlation(a, b, self.radius)
-        return self.head(torch.cat([volume, a, coordinates(a)], 1)).mean((2, 3))
+        return self.head(self.volume(target, source)).mean((2, 3))
 
 
 @dataclass
@@ -176,32 +189,28 @@ class MotionField:
             return pose_from_motion(flow, points, cells, weight)
 
 
-class MotionPoseNetwork(CorrelationPoseNetwork):
-    """The correlation network's cost volume read per cell as flow and confidence."""
+class MotionPoseNetwork(nn.Module):
+    """The correlation network's cost volume read per cell as flow and confidence; returns a
+    ``MotionField`` per source (the task solves the pose with its depth), or None when the
+    batch lacks the source frames."""
 
     def __init__(
         self, sources: list[str], resolution: float, channels: int, radius: int, flow_scale: float
     ):
-        super().__init__(sources, (1.0, 1.0), resolution, channels, radius)
-        self.flow_scale = flow_scale
-        cost = (2 * radius + 1) ** 2
+        super().__init__()
+        self.sources, self.resolution, self.flow_scale = sources, resolution, flow_scale
+        self.volume = CostVolume(channels, radius)
         self.head = nn.Sequential(
-            conv_block(cost + channels + 2, 4 * channels, 3, 1),
+            conv_block(self.volume.out_channels, 4 * channels, 3, 1),
             conv_block(4 * channels, 4 * channels, 3, 1),
             nn.Conv2d(4 * channels, 3, 1),
         )
 
-    def pair_vectors(self, target: Tensor, source: Tensor) -> Tensor:
-        raise NotImplementedError("MotionPoseNetwork gives motion fields, not pose vectors")
-
     def forward(self, batch: dict[str, Tensor]) -> dict[str, MotionField] | None:
-        pairs = self.frame_pairs(batch)
+        pairs = frame_pairs(batch, self.sources, self.resolution)
         if pairs is None:
             return None
-        features = self.stem(torch.cat(pairs))
-        a, b = features.chunk(2)
-        volume = local_correlation(a, b, self.radius)
-        out = self.head(torch.cat([volume, a, coordinates(a)], 1)).float()
+        out = self.head(self.volume(*pairs)).float()
         flows = (self.flow_scale * out[:, :2]).chunk(len(self.sources))
         weights = F.softplus(out[:, 2:]).add(1e-3).chunk(len(self.sources))
         stride = 4 / self.resolution  # the stem's stride 4, in full-size pixels

@@ -19,6 +19,7 @@ error and translation-direction error in degrees on the training batches since t
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -28,6 +29,7 @@ from dense import distributed
 from dense.assemble import build_tasks
 from dense.config import load_config
 from dense.data import build_dataset, data_info, eval_loader, train_loader
+from dense.errors import DenseError
 from dense.geometry import axis_angle_to_matrix
 from dense.metrics import PoseErrors
 from dense.task import Outputs, Task
@@ -135,4 +137,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DenseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
