@@ -56,7 +56,7 @@ def look_rotation(yaw: float, pitch: float) -> Tensor:
 
 def rigid(rotation: Tensor, translation: Tensor) -> Tensor:
     """A 4×4 transform from a rotation (..., 3, 3) and translation (..., 3)."""
-    T = torch.zeros(*rotation.shape[:-2], 4, 4, dtype=rotation.dtype)
+    T = rotation.new_zeros(*rotation.shape[:-2], 4, 4)
     T[..., :3, :3] = rotation
     T[..., :3, 3] = translation
     T[..., 3, 3] = 1.0

@@ -158,7 +158,7 @@ class Trainer:
         if main and self.amp and self.device.type == "cpu" and not distributed.native_bf16():
             self.console.print(
                 "[yellow]warning:[/] this CPU has no native bf16 kernels (oneDNN reports none), "
-                "so bf16 autocast runs PyTorch's reference convolutions, about 15× slower than "
+                "so bf16 autocast runs PyTorch's reference convolutions, about 19× slower than "
                 "float32 on such a CPU: use train.amp=off"
             )
         bad_steps = 0

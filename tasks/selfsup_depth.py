@@ -34,6 +34,7 @@ from tasks.pose_networks import (
     MotionPoseNetwork,
     StackedPoseNetwork,
 )
+from tasks.pose_refinement import refine_poses
 
 EdgeTarget = Literal["segmentation", "predicted_segmentation", "image", "depth"]
 Source = Literal["network", "ground_truth"]
@@ -59,6 +60,9 @@ class SelfSupervisedDepthConfig(DepthOutputConfig):
     translation_scale: float = 0.1  # and its translation outputs by this (metres)
     flow_scale: float = 2.0  # motion: its flow outputs times this are full-size pixels
     pose_resolution: float = 0.5  # the pose network sees the frames at this fraction of size
+    pose_refinement: int = 0  # Gauss-Newton steps per factor of refine_factors that align each
+    # source to the target photometrically with the predicted depth (0: the network's pose)
+    refine_factors: list[int] = field(default_factory=lambda: [8, 4, 2])  # coarse to fine
     pose_source: PoseSource = "network"  # "ground_truth": the data's poses (an oracle);
     # "true_rotation" / "true_translation": that half from the data, the other the network's
     depth_source: Source = "network"  # "ground_truth": warp with true depth (an oracle)
@@ -197,6 +201,14 @@ class SelfSupervisedDepth(Depth):
             raise DenseError(f"tasks.{name}.pose_resolution must lie in (0, 1]")
         if not config.image_scales or any(f < 1 for f in config.image_scales):
             raise DenseError(f"tasks.{name}.image_scales: give factors ≥ 1, such as [1, 2, 4, 8]")
+        if (
+            config.pose_refinement < 0
+            or not config.refine_factors
+            or min(config.refine_factors) < 1
+        ):
+            raise DenseError(
+                f"tasks.{name}.pose_refinement must be ≥ 0 and refine_factors factors ≥ 1"
+            )
         if not config.min_depth < config.init_depth < config.max_depth:
             raise DenseError(f"tasks.{name}.init_depth must lie between min_depth and max_depth")
         self.peer: Task | None = None
@@ -269,12 +281,28 @@ class SelfSupervisedDepth(Depth):
             for name, out in outputs.auxiliary[self.name].items()
         }
 
+    def estimated_poses(
+        self, batch: dict[str, Any], outputs: Outputs, depth: Tensor
+    ) -> dict[str, Tensor]:
+        """The network's poses, photometrically refined with the (detached) ``depth`` when
+        ``pose_refinement`` > 0: the refined value, with the gradient of the network's pose."""
+        config = self.config
+        poses = self.network_poses(outputs, depth, batch["K"])
+        if config.pose_refinement == 0:
+            return poses
+        frames = dict(zip(config.sources, source_frames(batch, config.sources), strict=True))
+        refined = refine_poses(
+            batch["image"], frames, depth.detach(), batch["K"], poses,
+            config.refine_factors, config.pose_refinement,
+        )  # fmt: skip
+        return {name: pose + (refined[name] - pose).detach() for name, pose in poses.items()}
+
     def poses(self, batch: dict[str, Any], outputs: Outputs, depth: Tensor) -> dict[str, Tensor]:
-        """Target-to-source poses: the pose network's, the data's (the oracle), or the
-        network's with its rotation or its translation replaced by the data's."""
+        """Target-to-source poses: the pose network's (refined if configured), the data's (the
+        oracle), or the network's with its rotation or its translation replaced by the data's."""
         source = self.config.pose_source
         if source == "network":
-            return self.network_poses(outputs, depth, batch["K"])
+            return self.estimated_poses(batch, outputs, depth)
         missing = [f"{s}_pose" for s in self.config.sources if f"{s}_pose" not in batch]
         if missing:
             raise DenseError(f"tasks.{self.name}.pose_source = '{source}': no {missing}")
@@ -297,13 +325,14 @@ class SelfSupervisedDepth(Depth):
     def update_metric(
         self, metric: Metric, prediction: Tensor, batch: dict[str, Any], outputs: Outputs
     ) -> None:
-        """Depth metrics and, where the data has true poses, the pose network's errors."""
+        """Depth metrics and, where the data has true poses, the errors of the poses the loss
+        would use (the network's, refined if configured)."""
         depth, pose = metric.metrics
         super().update_metric(depth, prediction, batch, outputs)
         if outputs.auxiliary.get(self.name) is None:
             return
-        for name, predicted in self.network_poses(
-            outputs, self.decode(prediction), batch["K"]
+        for name, predicted in self.estimated_poses(
+            batch, outputs, self.decode(prediction)
         ).items():
             if f"{name}_pose" in batch:
                 pose.update(predicted, batch[f"{name}_pose"])

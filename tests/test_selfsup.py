@@ -171,6 +171,13 @@ def test_pose_composition_and_inversion_round_trip():
     assert torch.allclose(quarter @ torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 1, 0]), atol=1e-6)
 
 
+def test_poses_stay_on_the_device_of_their_vectors():
+    """Pose networks run on the accelerator: the 4×4 transforms must not fall back to the CPU."""
+    vectors = torch.zeros(2, 6, device="meta")
+    assert pose_from_vector(vectors).device.type == "meta"
+    assert invert_rigid(pose_from_vector(vectors)).device.type == "meta"
+
+
 def motion_field(T, depth, K):
     """The exact displacement (B, 2, N), in normalised coordinates, of every pixel of a target
     with depth (B, H, W) moved by the transforms T (B, 4, 4); and the points (B, 2, N)."""
@@ -212,6 +219,56 @@ def test_pose_from_motion_recovers_a_small_motion_and_needs_depth_variation():
     assert difference < 0.25
 
 
+def rooms_batch(count: int = 4) -> dict:
+    """``count`` synthetic 96×128 scenes with neighbour frames, poses and depth, batched."""
+    dataset = SyntheticRooms("val", SyntheticConfig(height=96, width=128, neighbours=True))
+    samples = [dataset[index] for index in range(count)]
+    return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
+
+
+def test_photometric_refinement_finds_the_pose_that_a_wrong_start_missed():
+    """With the true depth, a few Gauss-Newton steps from "no motion" recover the motion of
+    the previous frame (measured: rotation error 1.12° → 0.45°, direction 90° → 4.4°), and a
+    true start stays near the truth (the renderer's aliasing and occlusions leave the rest)."""
+    from tasks.pose_refinement import refine_poses
+
+    batch = rooms_batch()
+    target, source, truth = batch["image"], {"prev": batch["prev_image"]}, batch["prev_pose"]
+    depth, K = batch["depth"], batch["K"]
+    still = {"prev": torch.eye(4).expand(4, 4, 4)}
+
+    def errors(poses):
+        metric = PoseErrors()
+        metric.update(poses["prev"], truth)
+        return metric.compute()
+
+    start = errors(still)
+    found = errors(refine_poses(target, source, depth, K, still, [8, 4, 2, 1], 3))
+    assert found["pose_rot_deg"] < 0.5 * start["pose_rot_deg"] and found["pose_dir_deg"] < 10
+    kept = errors(refine_poses(target, source, depth, K, {"prev": truth}, [8, 4, 2, 1], 3))
+    assert kept["pose_rot_deg"] < 0.5 * start["pose_rot_deg"] and kept["pose_dir_deg"] < 10
+
+
+def test_refined_poses_pass_the_network_its_gradient():
+    """The loss warps with the refined pose, but the gradient goes to the network's pose."""
+    from dense.task import DataInfo, Outputs
+    from tasks.pose_refinement import refine_poses
+    from tasks.selfsup_depth import SelfSupervisedDepth, SelfSupervisedDepthConfig
+
+    config = SelfSupervisedDepthConfig(sources=["prev"], pose_refinement=2, refine_factors=[4])
+    task = SelfSupervisedDepth("selfsup_depth", config, DataInfo())
+    batch = rooms_batch(2)
+    depth = batch["depth"]
+    network = {"prev": torch.eye(4).repeat(2, 1, 1).requires_grad_()}
+    poses = task.poses(batch, Outputs({}, {"selfsup_depth": network}), depth)
+    expected = refine_poses(batch["image"], {"prev": batch["prev_image"]}, depth, batch["K"],
+                            network, [4], 2)  # fmt: skip
+    assert torch.allclose(poses["prev"], expected["prev"], atol=1e-6)
+    assert not torch.allclose(poses["prev"], network["prev"])
+    poses["prev"].sum().backward()
+    assert torch.equal(network["prev"].grad, torch.ones(2, 4, 4))
+
+
 def test_motion_pose_network_gives_rigid_poses_with_no_gradient_to_the_depth():
     from tasks.pose_networks import MotionPoseNetwork
 
@@ -246,13 +303,21 @@ SELFSUP = (
 )
 
 
-@pytest.mark.parametrize("network", ["correlation", "motion"])
-def test_the_photometric_loss_trains_depth_and_pose_together(tiny, network):
+@pytest.mark.parametrize(
+    "pose",
+    [
+        ["tasks.selfsup_depth.pose_network=correlation"],
+        ["tasks.selfsup_depth.pose_network=motion"],
+        ["tasks.selfsup_depth.pose_refinement=1", "tasks.selfsup_depth.refine_factors=[4, 2]"],
+    ],
+    ids=["correlation", "motion", "refined"],
+)
+def test_the_photometric_loss_trains_depth_and_pose_together(tiny, pose):
     """On a fixed batch of four scenes, the photometric error falls as the disparity head and
     the pose network learn (the whole loss path carries gradient to both)."""
     config = tiny(
         *SELFSUP,
-        f"tasks.selfsup_depth.pose_network={network}",
+        *pose,
         "data.options.train_length=4",
         "train.steps=60",
         "optim.lr=3e-3",
