@@ -405,6 +405,8 @@ def test_clear_errors_for_missing_frames_and_peer(tiny):
         train(tiny(*SELFSUP, "data.options.neighbours=false"))
     with pytest.raises(DenseError, match="edge_task"):
         train(tiny(*SELFSUP, "tasks.selfsup_depth.edge_target=predicted_segmentation"))
+    with pytest.raises(DenseError, match="pose_refinement"):
+        train(tiny(*SELFSUP, "tasks.selfsup_depth.refine_factors=[0]"))
 
 
 def train_records(result) -> list[dict]:
