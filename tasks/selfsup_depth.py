@@ -60,7 +60,7 @@ class SelfSupervisedDepthConfig(DepthOutputConfig):
     translation_scale: float = 0.1  # and its translation outputs by this (metres)
     flow_scale: float = 2.0  # motion: its flow outputs times this are full-size pixels
     pose_resolution: float = 0.5  # the pose network sees the frames at this fraction of size
-    pose_refinement: int = 0  # Gauss-Newton steps per factor of refine_factors that align each
+    pose_refinement: int = 3  # Gauss-Newton steps per factor of refine_factors that align each
     # source to the target photometrically with the predicted depth (0: the network's pose)
     refine_factors: list[int] = field(default_factory=lambda: [8, 4, 2])  # coarse to fine
     pose_source: PoseSource = "network"  # "ground_truth": the data's poses (an oracle);

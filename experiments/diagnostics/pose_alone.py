@@ -98,6 +98,7 @@ def main() -> None:
     val_set = build_dataset(config.data, config.data.val_split)
     task = build_tasks(config, data_info(train_set))[args.task]
     task.config.depth_source = "ground_truth"
+    task.config.pose_refinement = 0  # the network's own pose, unrefined
     network = task.auxiliary()
     optimizer = torch.optim.Adam(network.parameters(), lr=config.optim.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps)
