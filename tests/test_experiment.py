@@ -17,6 +17,7 @@ from dense.cli import main
 from dense.config import to_toml
 from dense.errors import DenseError
 from dense.experiment import load_grid, run_grid, write_pictures
+from dense.experiment.convergence import late_change
 from dense.experiment.figures import curves
 from dense.experiment.summary import paired_difference
 from dense.pictures import Column, cropped, densest_window
@@ -123,6 +124,30 @@ def test_curves_hold_every_seed_and_only_arms_with_the_metric(ran):
     assert sorted(series["joint"][2]) == sorted(
         finals["joint", s]["depth"]["abs_rel"] for s in (0, 1)
     )
+
+
+def test_late_change_compares_the_final_step_with_the_last_fifths_start():
+    runs = [{100: 0.5, 800: 0.60, 900: 0.61, 1000: 0.605}, {100: 0.4, 800: 0.62, 1000: 0.625}]
+    change = late_change([*runs, {100: 0.9, 800: 0.1}], 1000)  # an unfinished run: left out
+    assert (change.start, change.end) == (800, 1000)
+    assert change.relative == pytest.approx((0.615 - 0.61) / 0.61)
+    assert change.converged
+    falling = late_change([{700: 0.30, 1000: 0.27}], 1000)  # the last check before 800 is 700
+    assert falling.start == 700 and falling.relative == pytest.approx(-0.1)
+    assert not falling.converged
+    assert late_change([{100: 1.0, 200: 2.0}], 1000) is None  # nothing reached the end
+    assert late_change([{1000: 1.0}], 1000) is None  # nothing to compare the end with
+
+
+def test_results_report_each_arms_late_change(ran):
+    grid_file, folder, _ = ran
+    grid = load_grid(grid_file)
+    markdown = (folder / "results.md").read_text()
+    assert "Change in the last 20% of training" in markdown
+    row = next(line for line in markdown.splitlines() if line.startswith("| joint | 1 → 2 |"))
+    miou = [grid.validation_curve("joint", s, "segmentation/miou") for s in (0, 1)]
+    before, after = (statistics.fmean(curve[step] for curve in miou) for step in (1, 2))
+    assert row.split(" | ")[2].startswith(f"{(after - before) / abs(before):+.1%}")
 
 
 def test_paired_differences_use_the_same_seeds_and_a_t_interval():

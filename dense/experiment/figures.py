@@ -18,7 +18,7 @@ from dense.pictures import (
     save_comparison,
     task_column,
 )
-from dense.rundir import CHECKPOINT, LOG, read_log
+from dense.rundir import CHECKPOINT
 from dense.visualize import to_uint8
 
 
@@ -28,12 +28,8 @@ def curves(grid: Grid, metric: str) -> dict[str, dict[int, list[float]]]:
     for arm in grid.arms:
         by_step: dict[int, list[float]] = {}
         for seed in grid.config.seeds:
-            log = grid.run_dir(arm, seed) / LOG
-            if not log.is_file():
-                continue
-            for record in read_log(log):
-                if record.get("split") == "val" and metric in record:
-                    by_step.setdefault(record["step"], []).append(record[metric])
+            for step, value in grid.validation_curve(arm, seed, metric).items():
+                by_step.setdefault(step, []).append(value)
         if by_step:
             out[arm] = dict(sorted(by_step.items()))
     return out

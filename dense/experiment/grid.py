@@ -11,7 +11,7 @@ import tomllib
 
 from dense.config import Config, build_dataclass, load_config, toml_value
 from dense.errors import DenseError
-from dense.rundir import CONFIG
+from dense.rundir import CONFIG, LOG, read_log
 
 
 @dataclass
@@ -61,6 +61,14 @@ class Grid:
             f"run.out_dir={toml_value(run_dir.parent.as_posix())}",
         ]
         return load_config(self.base, overrides)
+
+    def validation_curve(self, arm: str, seed: int, metric: str) -> dict[int, float]:
+        """step → ``metric`` at each validation the run of ``arm`` with ``seed`` has logged."""
+        log = self.run_dir(arm, seed) / LOG
+        if not log.is_file():
+            return {}
+        records = read_log(log)
+        return {r["step"]: r[metric] for r in records if r.get("split") == "val" and metric in r}
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # grid and arm names become folder names

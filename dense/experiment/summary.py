@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from dense.experiment.convergence import convergence_lines
 from dense.experiment.grid import Grid, read_summary, task_metrics
 from dense.metrics import flatten_metrics
 from dense.rundir import CHECKPOINT, SUMMARY
@@ -128,7 +129,8 @@ def format_paired(paired: Paired | None) -> str:
 
 def write_tables(grid: Grid, console: Console) -> Path:
     """results.md, results.csv and a rich table: mean ± std per arm and metric (and Δm), then,
-    with a baseline arm, each arm's paired difference from it with its 95 % interval."""
+    with a baseline arm, each arm's paired difference from it with its 95 % interval, then
+    (results.md) each metric's change over the last 20 % of training."""
     values = summarise(grid)
     metrics = grid.config.metrics or sorted(
         {m for arm in values.values() for m in arm if m.count("/") == 1}
@@ -168,6 +170,7 @@ def write_tables(grid: Grid, console: Console) -> Path:
             writer.writerow(row)
     if baseline:
         lines += paired_lines(grid, values, metrics)
+    lines += convergence_lines(grid)
     (folder / "results.md").write_text("\n".join(lines) + "\n")
     console.print(table)
     return folder / "results.md"
