@@ -9,7 +9,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from dense.checkpoint import load_checkpoint
-from dense.config import Config, config_from_dict
+from dense.config import Config, config_from_dict, with_former_defaults
 from dense.data import data_info
 from dense.errors import DenseError
 from dense.model import DenseModel, build_model
@@ -42,8 +42,8 @@ def load_trained(path: str | Path, overrides: list[str] = ()) -> Trained:
     from dense.config import apply_override
 
     state = load_checkpoint(path, TRAINED_KEYS)
-    saved = config_from_dict(copy.deepcopy(state["config"]))
-    raw = state["config"]
+    raw = with_former_defaults(state["config"])
+    saved = config_from_dict(copy.deepcopy(raw))
     for override in overrides:
         apply_override(raw, override)
     config = config_from_dict(raw)

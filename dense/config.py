@@ -7,6 +7,7 @@ are validated against the dataclass that the registered plug-in declares.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -148,6 +149,20 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         if not isinstance(node, dict):
             raise DenseError(f"override '{override}': '{part}' is not a section")
     node[leaf] = value
+
+
+def with_former_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a run's saved config (its config.toml or a checkpoint's) in which each task
+    option whose default has changed since, and which the saved config lacks, holds the
+    former default the run was made with (the task config's ``FORMER_DEFAULTS``); options
+    added since still read as today's defaults, which keep the old behaviour."""
+    saved = copy.deepcopy(saved)
+    tasks = saved.get("tasks")
+    for name, options in tasks.items() if isinstance(tasks, dict) else ():
+        if isinstance(options, dict) and name in dict(TASKS):
+            for key, value in getattr(TASKS.get(name).Config, "FORMER_DEFAULTS", {}).items():
+                options.setdefault(key, value)
+    return saved
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:

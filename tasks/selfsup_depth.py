@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,9 @@ PoseSource = Literal["network", "ground_truth", "true_rotation", "true_translati
 
 @dataclass
 class SelfSupervisedDepthConfig(DepthOutputConfig):
+    # options whose default changed: a saved run config without one was made with this value
+    FORMER_DEFAULTS: ClassVar[dict[str, object]] = {"pose_refinement": 0}
+
     sources: list[str] = field(default_factory=lambda: ["prev", "next"])  # "<s>_image" keys
     scales: int = 4  # decoder scales with a loss: full resolution, then strides 8, 16, 32
     ssim_weight: float = 0.85  # photometric error = w·(1 − SSIM)/2 + (1 − w)·L1

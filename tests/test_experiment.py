@@ -14,11 +14,12 @@ from PIL import Image
 from rich.console import Console
 
 from dense.cli import main
-from dense.config import to_toml
+from dense.config import load_config, to_toml, with_former_defaults
 from dense.errors import DenseError
 from dense.experiment import load_grid, run_grid, write_pictures
 from dense.experiment.convergence import late_change
 from dense.experiment.figures import curves
+from dense.experiment.runner import config_recipe, saved_recipe
 from dense.experiment.summary import paired_difference
 from dense.pictures import Column, cropped, densest_window
 from tests.conftest import tiny_dict
@@ -335,3 +336,24 @@ def test_where_the_data_cache_lives_is_not_part_of_a_runs_recipe():
     }
     assert recipe(saved) == recipe(cached)
     assert recipe(saved) != recipe({**cached, "data": {"batch_size": 4, "cache": "c"}})
+
+
+SELFSUP_RUN = ("tasks.selfsup_depth.weight=1.0", "data.options.neighbours=true")
+
+
+def test_a_saved_config_without_a_changed_option_reads_as_its_former_default(tmp_path):
+    """pose_refinement became 3 after runs were made without the key: such a saved config is
+    a run of 0 steps of refinement, never a twin of a refined run nor a mismatch for an arm
+    pinned to 0."""
+    config = load_config(None, [*SELFSUP_RUN, "tasks.selfsup_depth.pose_refinement=0"])
+    saved = tomllib.loads(to_toml(config.to_dict()))
+    del saved["tasks"]["selfsup_depth"]["pose_refinement"]  # written before the key existed
+    assert with_former_defaults(saved)["tasks"]["selfsup_depth"]["pose_refinement"] == 0
+    assert "pose_refinement" not in saved["tasks"]["selfsup_depth"]  # the input is untouched
+    path = tmp_path / "config.toml"
+    path.write_text(to_toml(saved))
+    assert saved_recipe(path) == config_recipe(config)
+    refined = load_config(None, [*SELFSUP_RUN, "tasks.selfsup_depth.pose_refinement=3"])
+    assert saved_recipe(path) != config_recipe(refined)
+    today = tomllib.loads(to_toml(refined.to_dict()))  # a key it holds is kept as it is
+    assert with_former_defaults(today)["tasks"]["selfsup_depth"]["pose_refinement"] == 3

@@ -9,7 +9,7 @@ from pathlib import Path
 import tomllib
 from rich.console import Console
 
-from dense.config import Config, config_from_dict, to_toml
+from dense.config import Config, config_from_dict, to_toml, with_former_defaults
 from dense.errors import DenseError
 from dense.experiment.grid import Grid, read_summary
 from dense.rundir import CHECKPOINT, CONFIG, SUMMARY
@@ -38,9 +38,11 @@ def config_recipe(config: Config) -> dict:
 
 def saved_recipe(path: Path) -> dict | None:
     """The recipe of a saved config.toml, read through today's config so that keys added
-    since the run was made read as their defaults (which keep the old behaviour)."""
+    since the run was made read as their defaults (which keep the old behaviour) and keys
+    whose default changed since as their former default."""
     try:
-        return config_recipe(config_from_dict(tomllib.loads(path.read_text())))
+        saved = with_former_defaults(tomllib.loads(path.read_text()))
+        return config_recipe(config_from_dict(saved))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, DenseError):
         return None  # not a run's config (or a damaged one): no twin of anything
 
