@@ -153,15 +153,18 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
 
 def with_former_defaults(saved: dict[str, Any]) -> dict[str, Any]:
     """A copy of a run's saved config (its config.toml or a checkpoint's) in which each task
-    option whose default has changed since, and which the saved config lacks, holds the
-    former default the run was made with (the task config's ``FORMER_DEFAULTS``); options
-    added since still read as today's defaults, which keep the old behaviour."""
+    option that the saved config lacks and whose default is no longer what such runs were
+    made with holds that former value (the task config's ``FORMER_DEFAULTS``); other options
+    it lacks still read as today's defaults, which keep the old behaviour."""
     saved = copy.deepcopy(saved)
     tasks = saved.get("tasks")
-    for name, options in tasks.items() if isinstance(tasks, dict) else ():
-        if isinstance(options, dict) and name in dict(TASKS):
-            for key, value in getattr(TASKS.get(name).Config, "FORMER_DEFAULTS", {}).items():
-                options.setdefault(key, value)
+    for name, options in list(tasks.items()) if isinstance(tasks, dict) else ():
+        try:
+            former = getattr(TASKS.get(name).Config, "FORMER_DEFAULTS", {})
+        except DenseError:
+            continue  # an unknown task: config_from_dict names it
+        if former and isinstance(options or {}, dict):
+            tasks[name] = {**former, **(options or {})}
     return saved
 
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dense.checkpoint import load_checkpoint, save_checkpoint, temporary_path
+from dense.config import config_from_dict, with_former_defaults
 from dense.errors import DenseError
 
 CONFIG = "config.toml"  # the resolved config
@@ -52,7 +53,7 @@ class RunDir:
             )
         if resume and self.checkpoint.exists():
             state = load_checkpoint(self.checkpoint, RESUME_KEYS)
-            check_resumable(state["config"], config, self.checkpoint)
+            check_resumable(saved_as_today(state["config"]), config, self.checkpoint)
             if self.is_main:
                 truncate_log(self.path / LOG, state["step"])
             return state
@@ -71,6 +72,16 @@ class RunDir:
         if self.checkpoint.exists():
             return f"the last good checkpoint is {self.checkpoint}"
         return "no checkpoint yet"
+
+
+def saved_as_today(saved: dict) -> dict:
+    """A checkpoint's config as today's config reads it (options added since at their
+    defaults, changed defaults at their former values); as saved if today's config refuses it
+    (the comparison then names what differs)."""
+    try:
+        return config_from_dict(with_former_defaults(saved)).to_dict()
+    except DenseError:
+        return saved
 
 
 def check_resumable(saved: dict, current: dict, path: Path) -> None:

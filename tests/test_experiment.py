@@ -22,6 +22,7 @@ from dense.experiment.figures import curves
 from dense.experiment.runner import config_recipe, saved_recipe
 from dense.experiment.summary import paired_difference
 from dense.pictures import Column, cropped, densest_window
+from dense.rundir import check_resumable, saved_as_today
 from tests.conftest import tiny_dict
 
 
@@ -138,16 +139,23 @@ def test_late_change_compares_the_final_step_with_the_last_fifths_start():
     assert not falling.converged
     assert late_change([{100: 1.0, 200: 2.0}], 1000) is None  # nothing reached the end
     assert late_change([{1000: 1.0}], 1000) is None  # nothing to compare the end with
+    uneven = late_change([{600: 1.0, 800: 2.0, 1000: 2.0}, {600: 1.0, 1000: 2.0}], 1000)
+    assert uneven.start == 600  # the last step before the cut that every run validated
+    assert late_change([{800: 0.0, 1000: 0.0}], 1000).converged  # 0 → 0 did not move
+    assert not late_change([{800: 0.0, 1000: 0.1}], 1000).converged
 
 
 def test_results_report_each_arms_late_change(ran):
-    grid_file, folder, _ = ran
-    grid = load_grid(grid_file)
+    _, folder, finals = ran
     markdown = (folder / "results.md").read_text()
     assert "Change in the last 20% of training" in markdown
     row = next(line for line in markdown.splitlines() if line.startswith("| joint | 1 → 2 |"))
-    miou = [grid.validation_curve("joint", s, "segmentation/miou") for s in (0, 1)]
-    before, after = (statistics.fmean(curve[step] for curve in miou) for step in (1, 2))
+    logs = [(folder / "joint" / f"seed{s}" / "metrics.jsonl").read_text() for s in (0, 1)]
+    records = [json.loads(line) for log in logs for line in log.splitlines()]
+    before = statistics.fmean(
+        r["segmentation/miou"] for r in records if r.get("split") == "val" and r["step"] == 1
+    )
+    after = statistics.fmean(finals["joint", s]["segmentation"]["miou"] for s in (0, 1))
     assert row.split(" | ")[2].startswith(f"{(after - before) / abs(before):+.1%}")
 
 
@@ -357,3 +365,7 @@ def test_a_saved_config_without_a_changed_option_reads_as_its_former_default(tmp
     assert saved_recipe(path) != config_recipe(refined)
     today = tomllib.loads(to_toml(refined.to_dict()))  # a key it holds is kept as it is
     assert with_former_defaults(today)["tasks"]["selfsup_depth"]["pose_refinement"] == 3
+    # resuming: the old checkpoint continues under a config pinned to 0, not under the new one
+    check_resumable(saved_as_today(saved), config.to_dict(), path)
+    with pytest.raises(DenseError, match="'tasks' differs"):
+        check_resumable(saved_as_today(saved), refined.to_dict(), path)

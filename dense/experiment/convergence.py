@@ -28,21 +28,25 @@ class LateChange:
 
 
 def late_change(runs: list[dict[int, float]], steps: int) -> LateChange | None:
-    """``runs``: each seed's validation curve (step → value) under a budget of ``steps``;
-    None when no run reached the end or none was validated early enough to compare."""
+    """``runs``: each seed's validation curve (step → value) under a budget of ``steps``.
+    Compares the runs that reached the end at the last step at or before the cut that all of
+    them validated; None when no run reached the end or they share no such step."""
+    done = [run for run in runs if steps in run]
     cut = (1 - LATE_FRACTION) * steps
-    starts = [max((s for s in run if s <= cut), default=None) for run in runs if steps in run]
-    if not starts or None in starts or len(set(starts)) > 1:
+    shared = set.intersection(*(set(run) for run in done)) if done else set()
+    start = max((s for s in shared if s <= cut), default=None)
+    if start is None:
         return None
-    start = starts[0]
-    before = statistics.fmean(run[start] for run in runs if steps in run)
-    after = statistics.fmean(run[steps] for run in runs if steps in run)
-    relative = (after - before) / abs(before) if before else math.inf
-    return LateChange(start, steps, relative)
+    before = statistics.fmean(run[start] for run in done)
+    after = statistics.fmean(run[steps] for run in done)
+    if before == 0:
+        return LateChange(start, steps, 0.0 if after == 0 else math.inf)
+    return LateChange(start, steps, (after - before) / abs(before))
 
 
-def late_changes(grid: Grid) -> dict[str, dict[str, LateChange]]:
-    """arm → metric → its late change over the arm's finished seeds (arms without any: none)."""
+def late_changes(grid: Grid, metrics: list[str]) -> dict[str, dict[str, LateChange]]:
+    """arm → metric → its late change over the arm's finished seeds that logged the metric
+    (arms without a finished seed: none)."""
     out = {}
     for arm in grid.arms:
         seeds = [s for s in grid.config.seeds if (grid.run_dir(arm, s) / SUMMARY).is_file()]
@@ -50,7 +54,7 @@ def late_changes(grid: Grid) -> dict[str, dict[str, LateChange]]:
             continue
         steps = grid.run_config(arm, seeds[0]).train.steps
         changes = {}
-        for metric in grid.config.metrics:
+        for metric in metrics:
             runs = [grid.validation_curve(arm, seed, metric) for seed in seeds]
             if change := late_change([run for run in runs if run], steps):
                 changes[metric] = change
@@ -59,17 +63,18 @@ def late_changes(grid: Grid) -> dict[str, dict[str, LateChange]]:
     return out
 
 
-def convergence_lines(grid: Grid) -> list[str]:
+def convergence_lines(grid: Grid, metrics: list[str]) -> list[str]:
     """The markdown table of late changes, ✓ where a metric counts as converged."""
-    changes = late_changes(grid)
+    changes = late_changes(grid, metrics)
     if not changes:
         return []
-    metrics = grid.config.metrics
     lines = [
         "",
         f"Change in the last {LATE_FRACTION:.0%} of training: the seeds' mean at the final step "
         f"against their mean at the last validation at or before {1 - LATE_FRACTION:.0%} of "
-        f"the steps (column `steps`), relative; ✓ where under {CONVERGED:.0%} (converged).",
+        "the steps (column `steps`: earlier where validations are sparser, a stricter test "
+        f"for a curve that keeps its direction), relative; ✓ where under {CONVERGED:.0%} "
+        "(converged).",
         "",
         f"| arm | steps | {' | '.join(metrics)} |",
         "|" + " --- |" * (len(metrics) + 2),

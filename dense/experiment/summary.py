@@ -170,7 +170,7 @@ def write_tables(grid: Grid, console: Console) -> Path:
             writer.writerow(row)
     if baseline:
         lines += paired_lines(grid, values, metrics)
-    lines += convergence_lines(grid)
+    lines += convergence_lines(grid, [m for m in metrics if m != DELTA_M])
     (folder / "results.md").write_text("\n".join(lines) + "\n")
     console.print(table)
     return folder / "results.md"
