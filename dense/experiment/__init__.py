@@ -21,7 +21,8 @@ A grid file (TOML)::
 The modules, one concern each: ``grid`` (the file, its checks, where each run lives),
 ``runner`` (training what has not finished, copying twins), ``summary`` (tables: mean ± std,
 paired differences with confidence intervals, Δm), ``convergence`` (each metric's change over
-the last 20 % of training) and ``figures`` (curves, example pictures).
+the last 20 % of training), ``markdown`` (their tables in results.md) and ``figures``
+(curves, example pictures).
 """
 
 from dense.experiment.figures import write_pictures, write_plots

@@ -8,6 +8,7 @@ import statistics
 from dataclasses import dataclass
 
 from dense.experiment.grid import Grid
+from dense.experiment.markdown import markdown_table
 from dense.rundir import SUMMARY
 
 LATE_FRACTION = 0.2  # the part of the budget a converged metric must barely move in
@@ -68,22 +69,19 @@ def convergence_lines(grid: Grid, metrics: list[str]) -> list[str]:
     changes = late_changes(grid, metrics)
     if not changes:
         return []
-    lines = [
-        "",
+    caption = (
         f"Change in the last {LATE_FRACTION:.0%} of training: the seeds' mean at the final step "
         f"against their mean at the last validation at or before {1 - LATE_FRACTION:.0%} of "
         "the steps (column `steps`: earlier where validations are sparser, a stricter test "
         f"for a curve that keeps its direction), relative; ✓ where under {CONVERGED:.0%} "
-        "(converged).",
-        "",
-        f"| arm | steps | {' | '.join(metrics)} |",
-        "|" + " --- |" * (len(metrics) + 2),
-    ]
+        "(converged)."
+    )
+    rows = []
     for arm, arm_changes in changes.items():
         first = next(iter(arm_changes.values()))
         cells = [
             f"{c.relative:+.1%}{' ✓' if c.converged else ''}" if (c := arm_changes.get(m)) else "—"
             for m in metrics
         ]
-        lines.append(f"| {arm} | {first.start} → {first.end} | {' | '.join(cells)} |")
-    return lines
+        rows.append([arm, f"{first.start} → {first.end}", *cells])
+    return markdown_table(caption, ["arm", "steps", *metrics], rows)

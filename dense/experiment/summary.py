@@ -14,6 +14,7 @@ from rich.table import Table
 
 from dense.experiment.convergence import convergence_lines
 from dense.experiment.grid import Grid, read_summary, task_metrics
+from dense.experiment.markdown import markdown_table
 from dense.metrics import flatten_metrics
 from dense.rundir import CHECKPOINT, SUMMARY
 
@@ -179,20 +180,17 @@ def write_tables(grid: Grid, console: Console) -> Path:
 def paired_lines(grid: Grid, values: dict, metrics: list[str]) -> list[str]:
     """The markdown table of paired differences from the baseline arm."""
     baseline = grid.config.baseline
-    lines = [
-        "",
+    caption = (
         f"Paired difference from `{baseline}` (same seed = same initialisation and batches): "
-        "mean over seeds [95 % t-interval]; * where the interval excludes 0.",
-        "",
-        f"| arm | {' | '.join(metrics)} |",
-        "|" + " --- |" * (len(metrics) + 1),
-    ]
+        "mean over seeds [95 % t-interval]; * where the interval excludes 0."
+    )
+    rows = []
     for arm, arm_values in values.items():
-        if arm == baseline:
-            continue
-        cells = [
-            format_paired(paired_difference(arm_values.get(m, {}), values[baseline].get(m, {})))
-            for m in metrics
-        ]
-        lines.append(f"| {arm} | {' | '.join(cells)} |")
-    return lines
+        if arm != baseline:
+            base = values[baseline]
+            cells = [
+                format_paired(paired_difference(arm_values.get(m, {}), base.get(m, {})))
+                for m in metrics
+            ]
+            rows.append([arm, *cells])
+    return markdown_table(caption, ["arm", *metrics], rows)
