@@ -224,3 +224,12 @@ def test_pixel_distance_of_a_known_transformation(distance):
     shift = torch.tensor([[0.0, 0.0, 0.25, 0.0]])
     expected = 8.0 if distance == "pixels" else 0.25
     assert tile_distance(net, shift, distance).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_loading_a_network_leaves_the_global_rng_as_it_was():
+    """Runs with and without InverseForm draw the same random numbers for the same seed."""
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    load_inverse_net("nyu13")
+    assert torch.equal(torch.rand(4), expected)

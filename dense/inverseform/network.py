@@ -114,7 +114,9 @@ def official_inverse_net(state_dict: dict[str, Tensor]) -> InverseNet:
 
 
 def load_inverse_net(path: str | Path) -> InverseNet:
-    """Load a fitted inverse network: a file, or the name of a bundled one (``"nyu13"``)."""
+    """Load a fitted inverse network: a file, or the name of a bundled one (``"nyu13"``).
+    It leaves the global RNG as it found it (the loaded weights replace the random ones), so
+    the same seed draws the same random numbers in runs with and without InverseForm."""
     path = BUNDLED.get(str(path), path)
     if not str(path):
         raise DenseError(
@@ -124,6 +126,7 @@ def load_inverse_net(path: str | Path) -> InverseNet:
         raise DenseError(f"structure.network: file not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        return InverseNet.from_state(state)
+        with torch.random.fork_rng(devices=[]):
+            return InverseNet.from_state(state)
     except Exception as error:  # any unreadable or foreign file
         raise DenseError(f"structure.network {path} is not an inverse network: {error}") from None
