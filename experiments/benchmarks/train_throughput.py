@@ -11,8 +11,8 @@ training step's time goes, and what each speed-up buys.
    heaviest operators by self time (torch.profiler).
 3. Speed-ups, each as images/s ÷ the float32 plain loop from the loader measured in the same
    run: batches rendered beforehand (what data costs), the ``data.cache`` sample cache filled
-   beforehand, AdamW's fused kernel, bf16 autocast, channels-last memory, data workers 0 and
-   2, and `dense train` itself with ``train.amp=off`` and ``bf16``.
+   beforehand, AdamW's fused kernel, bf16 autocast, channels-last memory, ``torch.compile``,
+   data workers 0 and 2, and `dense train` itself with ``train.amp=off`` and ``bf16``.
 
     python experiments/benchmarks/train_throughput.py [CONFIG.toml] [--steps N] [key=value ...]
 """
@@ -62,6 +62,7 @@ class PlainLoop:
         amp: bool = False,
         channels_last: bool = False,
         fused: bool | None = None,
+        compiled: bool = False,
     ) -> None:
         self.trainer = trainer
         self.model, self.tasks = trainer.model, trainer.tasks
@@ -77,13 +78,14 @@ class PlainLoop:
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.model.train()
+        self.forward = torch.compile(self.model) if compiled else self.model
 
     def step(self, batch: dict[str, Tensor]) -> None:
         image = batch["image"]
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp):
-            outputs = self.model(image, batch)
+            outputs = self.forward(image, batch)
         total = sum(
             self.weights[name] * sum(task.loss(outputs[name], batch, outputs).values())
             for name, task in self.tasks.items()
@@ -280,6 +282,7 @@ def main() -> None:
         ("data.cache, filled beforehand", [cache], {}),
         ("AdamW's fused kernel", [], {"fused": True}),
         ("channels-last", [], {"channels_last": True}),
+        ("torch.compile (inductor; compiling in the dropped window)", [], {"compiled": True}),
         ("data.num_workers=0", ["data.num_workers=0"], {}),
         ("data.num_workers=2", ["data.num_workers=2"], {}),
         ("dense train, train.amp=off", ["train.amp=off"], None),
