@@ -139,14 +139,19 @@ def soft_label_edges(probabilities: Tensor, radius: int = 1) -> Tensor:
     return (high - low).amax(dim=1, keepdim=True)
 
 
-def soft_depth_edges(depth: Tensor, threshold: float = 0.05, radius: int = 1) -> Tensor:
+def soft_depth_edges(
+    depth: Tensor, threshold: float = 0.05, radius: int = 1, sharpness: float = 16.0
+) -> Tensor:
     """Differentiable depth edges (B, 1, H, W) in (0, 1): a sigmoid of the largest log-depth
-    jump to a 3×3 neighbour, centred on log(1 + threshold) — the soft version of
-    :func:`boundary_from_depth` with the same thickness."""
+    jump to a 3×3 neighbour, centred on log(1 + threshold) with slope ``sharpness`` per
+    log(1 + threshold) — the soft version of :func:`boundary_from_depth` with the same
+    thickness. Where depth is flat the map reads sigmoid(−sharpness): at 4 that is 0.018
+    everywhere, enough background for an inverse network to charge the true depth about what
+    it charges a flat one (experiments/diagnostics/edge_targets.py); at 16 it is 1e-7."""
     log_depth = depth.clamp(min=1e-6).log()
     high = dilate_max(log_depth, 1)
     low = -dilate_max(-log_depth, 1)
     jump = torch.maximum(high - log_depth, log_depth - low)
     centre = math.log1p(threshold)
-    edges = torch.sigmoid((jump - centre) * (4.0 / centre))
+    edges = torch.sigmoid((jump - centre) * (sharpness / centre))
     return dilate_max(edges, radius - 1) if radius > 1 else edges

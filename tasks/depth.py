@@ -26,6 +26,9 @@ from losses.depth import log_l1_loss, silog_loss
 class DepthOutputConfig(TaskConfig):
     """Options of every task that predicts metric depth: range, edges and evaluation."""
 
+    # options whose default changed: a saved run config without one was made with this value
+    FORMER_DEFAULTS: ClassVar[dict[str, object]] = {"edge_sharpness": 4.0}
+
     evaluation: ClassVar[tuple[str, ...]] = (
         "eval_min_depth",
         "eval_max_depth",
@@ -36,6 +39,7 @@ class DepthOutputConfig(TaskConfig):
     min_depth: float = 0.1  # predictions lie in [min_depth, max_depth] metres
     max_depth: float = 10.0  # and ground truth outside (0, max_depth] is ignored in training
     edge_threshold: float = 0.05  # relative depth jump that makes an edge (structure losses)
+    edge_sharpness: float = 16.0  # slope of the predicted soft edges (losses.soft_depth_edges)
     eval_min_depth: float = 1e-3  # evaluation counts ground truth in (eval_min, eval_max]
     eval_max_depth: float = 10.0  # and clamps predictions to that range
     eval_crop: Literal["none", "eigen"] = "none"  # "eigen": the standard NYU evaluation crop
@@ -63,6 +67,11 @@ class LogDepthHead(nn.Module):
         return torch.exp(self.log_min + self.log_range * torch.sigmoid(x))  # (B, 1, H, W)
 
 
+def check_edge_sharpness(name: str, config: DepthOutputConfig) -> None:
+    if not config.edge_sharpness > 0:
+        raise DenseError(f"tasks.{name}.edge_sharpness must be > 0")
+
+
 class Depth(Task):
     Config = DepthConfig
     target_key = "depth"
@@ -73,6 +82,7 @@ class Depth(Task):
             raise DenseError(f"tasks.{name}: need 0 < min_depth < max_depth")
         if not 0 <= config.eval_min_depth < config.eval_max_depth:
             raise DenseError(f"tasks.{name}: need 0 <= eval_min_depth < eval_max_depth")
+        check_edge_sharpness(name, config)
 
     def head(self, channels: int) -> nn.Module:
         return LogDepthHead(channels, self.config.min_depth, self.config.max_depth)
@@ -100,7 +110,10 @@ class Depth(Task):
         edges = boundary_from_depth(target, threshold, radius, valid)
         # pixels next to invalid depth cannot be judged either way
         judged = -F.max_pool2d(-valid.float(), 3, stride=1, padding=1) > 0
-        return Edges(soft_depth_edges(prediction.float(), threshold, radius), edges, judged)
+        predicted = soft_depth_edges(
+            prediction.float(), threshold, radius, self.config.edge_sharpness
+        )
+        return Edges(predicted, edges, judged)
 
     def metric(self) -> Metric:
         config = self.config

@@ -27,7 +27,7 @@ from dense.structure import Edges
 from dense.task import DataInfo, Outputs, Task
 from losses.boundary import boundary_from_image, boundary_from_labels, soft_depth_edges
 from losses.photometric import disparity_to_depth, edge_aware_smoothness, photometric_error
-from tasks.depth import Depth, DepthOutputConfig
+from tasks.depth import Depth, DepthOutputConfig, check_edge_sharpness
 from tasks.pose_networks import (
     CorrelationPoseNetwork,
     MotionField,
@@ -44,7 +44,10 @@ PoseSource = Literal["network", "ground_truth", "true_rotation", "true_translati
 @dataclass
 class SelfSupervisedDepthConfig(DepthOutputConfig):
     # options whose default changed: a saved run config without one was made with this value
-    FORMER_DEFAULTS: ClassVar[dict[str, object]] = {"pose_refinement": 0}
+    FORMER_DEFAULTS: ClassVar[dict[str, object]] = {
+        **DepthOutputConfig.FORMER_DEFAULTS,
+        "pose_refinement": 0,
+    }
 
     sources: list[str] = field(default_factory=lambda: ["prev", "next"])  # "<s>_image" keys
     scales: int = 4  # decoder scales with a loss: full resolution, then strides 8, 16, 32
@@ -214,6 +217,7 @@ class SelfSupervisedDepth(Depth):
             )
         if not config.min_depth < config.init_depth < config.max_depth:
             raise DenseError(f"tasks.{name}.init_depth must lie between min_depth and max_depth")
+        check_edge_sharpness(name, config)
         self.peer: Task | None = None
 
     def connect(self, tasks: dict[str, Task]) -> None:
@@ -349,7 +353,7 @@ class SelfSupervisedDepth(Depth):
         config, radius = self.config, self.config.structure.radius
         if config.edge_target == "depth":
             return super().edges(depth, batch, outputs)
-        predicted = soft_depth_edges(depth, config.edge_threshold, radius)
+        predicted = soft_depth_edges(depth, config.edge_threshold, radius, config.edge_sharpness)
         if config.edge_target == "image":
             target = boundary_from_image(batch["image"], config.image_edge_threshold, radius)
             return Edges(predicted, target, torch.ones_like(target, dtype=torch.bool))
