@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("config")
     parser.add_argument("--checkpoint", help="a run's last.pt to take the weights from")
     parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     config = load_config(args.config, [*args.overrides, "data.num_workers=0"])
     config.run.out_dir = tempfile.mkdtemp(prefix="dense-gradients-")  # nothing is written
     trainer = Trainer(config, distributed.setup("cpu"), Console(quiet=True))
