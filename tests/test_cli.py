@@ -1,6 +1,7 @@
 """The `dense` command as a user meets it: outputs on success, one line and exit 2 on bad input."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,6 +57,15 @@ def test_predict_writes_every_output_for_rgb_grey_and_rgba(checkpoint, tmp_path)
         (lambda c, t: ["eval", str(c), "model.decoder_channels=32"], "does not fit"),
         (lambda c, t: ["eval", str(c), "data.options.bogus=1"], "data.options.bogus"),
         (lambda c, t: ["train", str(t / "none.toml")], "config file not found"),
+        (
+            lambda c, t: [
+                "train",
+                str(Path(__file__).parents[1] / "experiments/synthetic_joint.toml"),
+                "tasks.depth.edge_sharpness=0",
+                f"run.out_dir={(t / 'runs').as_posix()!r}",
+            ],
+            "tasks.depth.edge_sharpness must be > 0",
+        ),
     ],
 )
 def test_bad_input_gets_one_line_and_exit_2(checkpoint, tmp_path, capsys, make_args, message):

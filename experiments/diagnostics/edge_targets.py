@@ -57,7 +57,7 @@ def main() -> None:
     task = trainer.tasks[name]
     task_config = task.config
     if not task_config.structure.network:
-        raise SystemExit("error: the config names no structure.network for the task")
+        parser.error("the config names no structure.network for the task")
     structure = StructureLoss(name, dataclasses.replace(task_config.structure, inverseform=1.0))
     loader = eval_loader(trainer.val_set, config.data, trainer.context, config.train.eval_batches)
     sums: dict[tuple[str, str], float] = {}
