@@ -95,6 +95,14 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
         dist.broadcast(buffer, src=0)
 
 
+def bf16_autocast(amp: str, device: torch.device) -> bool:
+    """Whether ``train.amp`` trains under bf16 autocast on ``device``: ``bf16`` always, ``off``
+    never, ``auto`` on CUDA and on CPUs with native bf16 kernels (float32 elsewhere)."""
+    if amp == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and native_bf16())
+    return amp == "bf16"
+
+
 def native_bf16() -> bool:
     """Whether this CPU has bf16 kernels (oneDNN on AVX-512 BF16 or AMX); without them bf16
     autocast falls back to PyTorch's reference convolutions."""

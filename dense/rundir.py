@@ -151,3 +151,12 @@ def clear_run(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
     shutil.rmtree(run_dir / TENSORBOARD, ignore_errors=True)
     temporary_path(run_dir / CHECKPOINT).unlink(missing_ok=True)
+
+
+def run_precision(run_dir: Path) -> str:
+    """The precision a run last trained in, from its log's ``"split": "run"`` record: "bf16" or
+    "float32" (runs logged before that record existed trained in float32 on the CPU)."""
+    log = run_dir / LOG
+    records = read_log(log) if log.is_file() else []
+    starts = [r for r in records if r.get("split") == "run"]
+    return starts[-1].get("precision", "float32") if starts else "float32"

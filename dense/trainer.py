@@ -63,9 +63,7 @@ class Trainer:
         self.objective = Objective(self.tasks, config).to(self.device)
         self.optimizer = make_optimizer(self.model, self.objective.weighting, config)
         self.scheduler = make_scheduler(self.optimizer, config)
-        self.amp = config.train.amp == "bf16" or (
-            config.train.amp == "auto" and self.device.type == "cuda"
-        )
+        self.amp = distributed.bf16_autocast(config.train.amp, self.device)
         self.step = 0
         self.folder = RunDir(self.run_dir, context.is_main)
         self.log = RunLog(self.run_dir, False, False)  # opened by prepare()
@@ -89,6 +87,12 @@ class Trainer:
             self.console.print(f"nothing to resume in {self.run_dir}: starting a new run")
         main = self.context.is_main
         self.log = RunLog(self.run_dir, main, self.config.train.tensorboard, self.step)
+        precision = "bf16" if self.amp else "float32"
+        self.log.record({"step": self.step, "split": "run", "precision": precision})
+        if main:
+            self.console.print(
+                f"training in {precision} on {self.device} (train.amp={self.config.train.amp})"
+            )
         distributed.barrier()
 
     def restore(self, state: dict) -> None:

@@ -29,6 +29,7 @@ TINY = {
         "checkpoint_every": 3,
         "log_every": 1,
         "preview_samples": 2,
+        "amp": "off",  # float32 on every CPU, so that results do not depend on the machine
     },
     "tasks": {"segmentation": {}, "depth": {}},
 }

@@ -333,6 +333,18 @@ def test_a_run_saved_before_a_config_key_existed_still_counts_as_finished(ran, c
         saved.write_text(original)
 
 
+def test_a_run_trained_in_another_precision_is_no_twin(ran, monkeypatch):
+    """``train.amp = "auto"`` trains in bf16 or float32 by machine: a grid copies only runs
+    trained in the precision the arm would train in here."""
+    from dense.experiment.runner import find_twin
+
+    grid = load_grid(ran[0])
+    config = grid.run_config("joint", 0)
+    assert find_twin(grid, config) is not None
+    monkeypatch.setattr("dense.experiment.runner.run_precision", lambda _: "bf16")
+    assert find_twin(grid, config) is None  # the grid's runs train with amp off
+
+
 def test_where_the_data_cache_lives_is_not_part_of_a_runs_recipe():
     """Runs that differ only in data.cache train identically, so a grid treats them as twins."""
     from dense.experiment.runner import recipe

@@ -79,7 +79,8 @@ def test_boundary_bce_and_edge_attention_terms(tmp_path):
         "tasks.depth.structure.boundary_bce=0.3",
     )
     assert changed
-    record = json.loads((trainer.run_dir / "metrics.jsonl").open().readline())
+    records = [json.loads(line) for line in (trainer.run_dir / "metrics.jsonl").open()]
+    record = next(r for r in records if r["split"] == "train")
     assert {
         "segmentation/boundary_bce",
         "segmentation/edge_attention",

@@ -119,7 +119,8 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
     for key, value in expected["model"].items():
         assert torch.allclose(final["model"][key].float(), value.float(), atol=1e-6), key
     assert torch.equal(final["weighting"]["history"], expected["weighting"]["history"])
-    steps = [json.loads(line)["step"] for line in (resumed.run_dir / "metrics.jsonl").open()]
+    records = [json.loads(line) for line in (resumed.run_dir / "metrics.jsonl").open()]
+    steps = [r["step"] for r in records if r["split"] != "run"]
     assert steps == sorted(steps) and len(steps) == len(set(steps)) + 1  # one val record at 40
 
 
@@ -177,3 +178,46 @@ def test_bf16_on_a_cpu_without_native_kernels_warns(tiny, capsys, monkeypatch, n
         tiny("train.amp=bf16", "train.steps=1", "train.eval_every=1", "tasks={}", "tasks.depth={}")
     )
     assert ("no native bf16 kernels" in capsys.readouterr().out) is not native
+
+
+@pytest.mark.parametrize(
+    ("amp", "device", "native", "bf16"),
+    [
+        ("auto", "cpu", True, True),
+        ("auto", "cpu", False, False),
+        ("auto", "cuda", False, True),
+        ("off", "cuda", True, False),
+        ("bf16", "cpu", False, True),
+    ],
+)
+def test_auto_precision_is_bf16_on_cuda_and_on_cpus_with_native_bf16(
+    monkeypatch, amp, device, native, bf16
+):
+    from dense import distributed
+
+    monkeypatch.setattr(distributed, "native_bf16", lambda: native)
+    assert distributed.bf16_autocast(amp, torch.device(device)) is bf16
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_each_start_logs_the_precision_it_trains_in(tiny, monkeypatch, native):
+    from dense import distributed
+    from dense.rundir import run_precision
+
+    monkeypatch.setattr(distributed, "native_bf16", lambda: native)
+    result = train(tiny("train.amp=auto", "train.steps=2", "train.eval_every=2"))
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").open()]
+    assert records[0] == {
+        "step": 0,
+        "split": "run",
+        "precision": "bf16" if native else "float32",
+    }
+    assert run_precision(result.run_dir) == records[0]["precision"]
+
+
+def test_a_run_logged_before_the_precision_record_read_as_float32(tmp_path):
+    from dense.rundir import run_precision
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 1.0}\n')
+    assert run_precision(tmp_path) == "float32"
+    assert run_precision(tmp_path / "missing") == "float32"

@@ -9,10 +9,11 @@ from pathlib import Path
 import tomllib
 from rich.console import Console
 
+from dense import distributed
 from dense.config import Config, config_from_dict, to_toml, with_former_defaults
 from dense.errors import DenseError
 from dense.experiment.grid import Grid, read_summary
-from dense.rundir import CHECKPOINT, CONFIG, SUMMARY
+from dense.rundir import CHECKPOINT, CONFIG, SUMMARY, run_precision
 
 
 def finished(run_dir: Path, steps: int) -> bool:
@@ -48,10 +49,17 @@ def saved_recipe(path: Path) -> dict | None:
 
 
 def find_twin(grid: Grid, config: Config) -> Path | None:
-    """A finished run under the grid's ``out_dir`` with the same recipe as ``config``."""
+    """A finished run under the grid's ``out_dir`` with the same recipe as ``config``, trained
+    in the precision ``config`` trains in on this machine (``train.amp = "auto"`` depends on it)."""
     wanted = config_recipe(config)
+    device = distributed.resolve_device(config.run.device)
+    precision = "bf16" if distributed.bf16_autocast(config.train.amp, device) else "float32"
     for run_dir in grid.every_run_dir():
-        if saved_recipe(run_dir / CONFIG) == wanted and finished(run_dir, config.train.steps):
+        if (
+            saved_recipe(run_dir / CONFIG) == wanted
+            and finished(run_dir, config.train.steps)
+            and run_precision(run_dir) == precision
+        ):
             return run_dir
     return None
 
