@@ -12,8 +12,7 @@ training step's time goes, and what each speed-up buys.
 3. Speed-ups, each as images/s ÷ the float32 plain loop from the loader measured in the same
    run: batches rendered beforehand (what data costs), the ``data.cache`` sample cache filled
    beforehand, AdamW's fused kernel, bf16 autocast, channels-last memory, ``torch.compile``,
-   data workers 0 and 2, and `dense train` itself with ``train.amp=off`` and ``bf16`` (with
-   and without the filled cache).
+   data workers 0 and 2, and `dense train` itself with ``train.amp=off`` and ``bf16``.
 
     python experiments/benchmarks/train_throughput.py [CONFIG.toml] [--steps N] [key=value ...]
 """
@@ -290,10 +289,7 @@ def main() -> None:
         ("bf16 autocast", [], {"amp": True}),
         ("bf16 autocast + fused AdamW", [], {"amp": True, "fused": True}),
         ("bf16 + channels-last", [], {"amp": True, "channels_last": True}),
-        ("bf16 + data.cache, filled beforehand", [cache], {"amp": True}),
-        ("bf16 + channels-last + data.cache", [cache], {"amp": True, "channels_last": True}),
         ("dense train, train.amp=bf16", ["train.amp=bf16"], None),
-        ("dense train, train.amp=bf16 + data.cache", ["train.amp=bf16", cache], None),
     ]
     baseline = None
     for name, extra, options in variants:
