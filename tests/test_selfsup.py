@@ -372,10 +372,10 @@ def test_depth_learned_with_true_poses_generalises_to_held_out_rooms(tiny):
 def test_the_pose_network_learns_on_held_out_rooms(tiny):
     """The pose half: trained through the photometric loss with the data's depth, the pose
     network's translation-direction error on held-out rooms falls below the untrained one's
-    (about 90°: no idea of the direction; measured 89° → 74° here, at 48×64; the README's
-    96×128 run reaches 23°)."""
+    (about 90°: no idea of the direction; at 48×64, 300 steps reached 74° on the AMD EPYC
+    but only 84° on an Intel Xeon, so it trains 600; the README's 96×128 run reaches 23°)."""
     oracle = "tasks.selfsup_depth.depth_source=ground_truth"
-    before, after = untrained_and_trained(tiny, 300, 2e-3, oracle, "data.batch_size=8")
+    before, after = untrained_and_trained(tiny, 600, 2e-3, oracle, "data.batch_size=8")
     assert after["pose_dir_deg"] < 0.9 * before["pose_dir_deg"], (before, after)
 
 
