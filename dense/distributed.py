@@ -103,6 +103,11 @@ def bf16_autocast(amp: str, device: torch.device) -> bool:
     return amp == "bf16"
 
 
+def precision_name(bf16: bool) -> str:
+    """How a run's log names its precision."""
+    return "bf16" if bf16 else "float32"
+
+
 def native_bf16() -> bool:
     """Whether this CPU has bf16 kernels (oneDNN on AVX-512 BF16 or AMX); without them bf16
     autocast falls back to PyTorch's reference convolutions."""

@@ -87,7 +87,7 @@ class Trainer:
             self.console.print(f"nothing to resume in {self.run_dir}: starting a new run")
         main = self.context.is_main
         self.log = RunLog(self.run_dir, main, self.config.train.tensorboard, self.step)
-        precision = "bf16" if self.amp else "float32"
+        precision = distributed.precision_name(self.amp)
         self.log.record({"step": self.step, "split": "run", "precision": precision})
         if main:
             self.console.print(

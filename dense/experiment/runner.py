@@ -53,7 +53,7 @@ def find_twin(grid: Grid, config: Config) -> Path | None:
     in the precision ``config`` trains in on this machine (``train.amp = "auto"`` depends on it)."""
     wanted = config_recipe(config)
     device = distributed.resolve_device(config.run.device)
-    precision = "bf16" if distributed.bf16_autocast(config.train.amp, device) else "float32"
+    precision = distributed.precision_name(distributed.bf16_autocast(config.train.amp, device))
     for run_dir in grid.every_run_dir():
         if (
             saved_recipe(run_dir / CONFIG) == wanted
