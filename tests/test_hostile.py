@@ -17,6 +17,7 @@ from PIL import Image
 from dense.checkpoint import load_checkpoint, save_checkpoint
 from dense.cli import main
 from dense.config import to_toml
+from dense.errors import DenseError, run_script
 from dense.rundir import locked
 from dense.trainer import Trainer
 from tests.conftest import tiny_dict
@@ -430,3 +431,22 @@ def test_predict_fuzz_never_crashes_nor_writes_outside_out(checkpoint, tmp_path,
         assert all(p.is_relative_to(out) for p in set(after) - set(before)), path
         statuses.append(status)
     assert statuses.count(0) >= 10 and statuses.count(2) >= 10
+
+
+def test_an_experiment_script_reports_a_bad_input_as_one_line(capsys):
+    def bad_config() -> None:
+        raise DenseError("tasks.depth.edge_sharpness must be > 0")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_script(bad_config)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: tasks.depth.edge_sharpness must be > 0\n"
+
+
+@pytest.mark.parametrize(
+    "script", sorted(str(p) for p in Path("experiments").glob("*/*.py")), ids=lambda p: Path(p).stem
+)
+def test_every_experiment_script_runs_through_run_script(script):
+    """Every benchmark and diagnostic turns a bad config or path into one error line."""
+    ending = 'if __name__ == "__main__":\n    run_script(main)'
+    assert Path(script).read_text().rstrip().endswith(ending)

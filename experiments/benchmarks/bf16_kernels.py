@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from dense.distributed import native_bf16
+from dense.errors import run_script
 
 
 def conv_step(x: torch.Tensor, w: torch.Tensor, bf16: bool) -> None:
@@ -57,4 +58,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from scipy.ndimage import distance_transform_edt
 
+from dense.errors import run_script
 from losses.boundary import boundary_from_labels, dilate_max
 
 DEFAULT_LABELS = Path(__file__).resolve().parents[3] / "shared" / "nyuv2" / "labels13"
@@ -79,4 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

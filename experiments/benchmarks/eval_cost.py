@@ -18,6 +18,7 @@ import dense.boundary_metrics as boundary_metrics
 from dense import distributed
 from dense.config import load_config
 from dense.data import eval_loader
+from dense.errors import run_script
 from dense.evaluate import evaluate
 from dense.trainer import Trainer
 from losses.boundary import dilate_max
@@ -63,4 +64,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -29,6 +29,7 @@ from torch import nn
 from dense import distributed
 from dense.config import load_config
 from dense.data import to_device, train_loader
+from dense.errors import run_script
 from dense.inverseform.fit import FitConfig, load_label_maps
 from dense.inverseform.loss import InverseFormLoss
 from dense.inverseform.network import BUNDLED, InverseNet, load_inverse_net
@@ -196,4 +197,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from datasets.nyuv2 import label_table, open_mat, read_sample  # noqa: E402
 from datasets.synthetic import SyntheticConfig, SyntheticRooms  # noqa: E402
+from dense.errors import run_script
 from tests.nyu_mat import names894, write_mat  # noqa: E402
 
 
@@ -83,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

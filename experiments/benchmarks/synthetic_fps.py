@@ -16,6 +16,7 @@ import torch
 
 from datasets import synthetic
 from datasets.synthetic import SyntheticConfig, SyntheticRooms
+from dense.errors import run_script
 
 
 def frames_per_second(dataset: SyntheticRooms, frames: int) -> float:
@@ -50,4 +51,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

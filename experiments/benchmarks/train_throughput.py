@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from dense import distributed
 from dense.config import Config, load_config
 from dense.data import to_device, train_loader
+from dense.errors import run_script
 from dense.rundir import LOG, read_log
 from dense.trainer import Trainer, make_optimizer
 
@@ -309,4 +310,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -17,6 +17,7 @@ from rich.console import Console
 from dense import distributed
 from dense.config import load_config
 from dense.data import eval_loader
+from dense.errors import run_script
 from dense.evaluate import evaluate
 from dense.metrics import DepthMetrics
 from dense.trainer import Trainer
@@ -41,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

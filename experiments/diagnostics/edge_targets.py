@@ -23,6 +23,7 @@ from torch import Tensor
 from dense import distributed
 from dense.config import load_config
 from dense.data import eval_loader
+from dense.errors import run_script
 from dense.structure import StructureLoss
 from dense.trainer import Trainer
 from losses.boundary import boundary_from_depth, dilate_max
@@ -103,4 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

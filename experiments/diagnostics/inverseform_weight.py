@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dense.errors import run_script
 from dense.inverseform.loss import InverseFormLoss
 from dense.inverseform.network import load_inverse_net
 from dense.inverseform.sweep import displacement, pixel_grid, warp_labels
@@ -75,4 +76,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -20,6 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from dense.errors import run_script
+
 
 def curve(run_dir: Path, metrics: list[str]) -> tuple[list[int], list[float]]:
     """Validation steps and values of the first of ``metrics`` that the run logged."""
@@ -60,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -19,7 +19,6 @@ error and translation-direction error in degrees on the training batches since t
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import torch
@@ -29,7 +28,7 @@ from dense import distributed
 from dense.assemble import build_tasks
 from dense.config import load_config
 from dense.data import build_dataset, data_info, eval_loader, train_loader
-from dense.errors import DenseError
+from dense.errors import run_script
 from dense.geometry import axis_angle_to_matrix
 from dense.metrics import PoseErrors
 from dense.task import Outputs, Task
@@ -138,8 +137,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DenseError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

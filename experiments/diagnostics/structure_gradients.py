@@ -22,6 +22,7 @@ from dense import distributed
 from dense.checkpoint import load_checkpoint
 from dense.config import load_config
 from dense.data import to_device, train_loader
+from dense.errors import run_script
 from dense.trainer import Trainer
 
 
@@ -50,7 +51,10 @@ def main() -> None:
         for name, value in loss.terms.items():
             if name.startswith(f"{task}/") and value.requires_grad:
                 (gradient,) = torch.autograd.grad(value, full, retain_graph=True, allow_unused=True)
-                norms[name] = (float(value), 0.0 if gradient is None else float(gradient.norm()))
+                norms[name] = (
+                    float(value.detach()),
+                    0.0 if gradient is None else float(gradient.norm()),
+                )
         for name, (value, norm) in norms.items():
             others = max((n for k, (_, n) in norms.items() if k != name), default=0.0)
             ratio = f"{norm / others:8.2f}×" if others else "        —"
@@ -58,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

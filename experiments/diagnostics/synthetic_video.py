@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from datasets.synthetic import SyntheticConfig, SyntheticRooms
+from dense.errors import run_script
 from dense.geometry import pose_from_vector
 from tasks.selfsup_depth import SelfSupervisedDepthConfig, View
 
@@ -104,4 +105,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
