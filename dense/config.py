@@ -86,6 +86,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 on CUDA and on bf16-native CPUs
+    channels_last: bool = False  # keep the model's and images' memory channels-last (NHWC)
     max_bad_steps: int = 5  # consecutive non-finite losses before training stops
     eval_batches: int = 0  # evaluate on at most this many batches; 0 = the whole split
     preview_samples: int = 4  # rows in the predictions picture written after training

@@ -60,6 +60,9 @@ class Trainer:
         self.val_set = build_dataset(config.data, config.data.val_split)
         self.tasks = build_tasks(config, data_info(self.train_set))
         self.model = build_model(config.model, self.tasks).to(self.device)
+        self.memory_format = torch.channels_last if config.train.channels_last else None
+        if self.memory_format:
+            self.model.to(memory_format=self.memory_format)
         self.objective = Objective(self.tasks, config).to(self.device)
         self.optimizer = make_optimizer(self.model, self.objective.weighting, config)
         self.scheduler = make_scheduler(self.optimizer, config)
@@ -131,8 +134,11 @@ class Trainer:
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float] | None:
         """One optimisation step; None when it was skipped for a non-finite loss or gradient."""
+        image = batch["image"]
+        if self.memory_format:
+            image = image.contiguous(memory_format=self.memory_format)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            outputs = self.network(batch["image"], batch)
+            outputs = self.network(image, batch)
         loss = self.objective(outputs, batch, self.step)
         total = loss.total
         self.optimizer.zero_grad(set_to_none=True)

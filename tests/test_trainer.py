@@ -6,6 +6,7 @@ import time
 
 import pytest
 import torch
+from rich.console import Console
 
 from dense.checkpoint import load_checkpoint
 from dense.config import config_from_dict, to_toml
@@ -221,3 +222,22 @@ def test_a_run_logged_before_the_precision_record_read_as_float32(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 1.0}\n')
     assert run_precision(tmp_path) == "float32"
     assert run_precision(tmp_path / "missing") == "float32"
+
+
+def test_channels_last_keeps_the_model_nhwc_and_trains_the_same_run(tiny):
+    from dense import distributed
+    from dense.trainer import Trainer
+
+    config = tiny("train.channels_last=true")
+    trainer = Trainer(config, distributed.setup("cpu"), Console(quiet=True))
+    convolutions = [p for p in trainer.model.parameters() if p.dim() == 4]
+    assert convolutions
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)
+
+    nhwc = train(tiny("train.channels_last=true", "run.name=nhwc"))
+    nchw = train(tiny("run.name=nchw"))
+    for task, metrics in nchw.metrics.items():
+        for name, value in metrics.items():
+            assert nhwc.metrics[task][name] == pytest.approx(value, rel=1e-3, abs=1e-4), name
+    saved = load_checkpoint(nhwc.run_dir / "last.pt")["model"]
+    assert saved.keys() == load_checkpoint(nchw.run_dir / "last.pt")["model"].keys()
