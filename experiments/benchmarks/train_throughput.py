@@ -12,7 +12,9 @@ training step's time goes, and what each speed-up buys.
 3. Speed-ups, each as images/s ÷ the float32 plain loop from the loader measured in the same
    run: batches rendered beforehand (what data costs), the ``data.cache`` sample cache filled
    beforehand, AdamW's fused kernel, bf16 autocast, channels-last memory, ``torch.compile``,
-   data workers 0 and 2, and `dense train` itself with ``train.amp=off`` and ``bf16``.
+   data workers 0 and 2, and `dense train` itself with ``train.amp=off`` and ``bf16``, then
+   bf16 with ``train.channels_last`` and with the filled cache too (what a grid's later arms
+   of a seed get: they read the samples the first arm rendered).
 
     python experiments/benchmarks/train_throughput.py [CONFIG.toml] [--steps N] [key=value ...]
 """
@@ -291,6 +293,12 @@ def main() -> None:
         ("bf16 autocast + fused AdamW", [], {"amp": True, "fused": True}),
         ("bf16 + channels-last", [], {"amp": True, "channels_last": True}),
         ("dense train, train.amp=bf16", ["train.amp=bf16"], None),
+        ("dense train, bf16 + channels-last", ["train.amp=bf16", "train.channels_last=true"], None),
+        (
+            "dense train, bf16 + channels-last + filled data.cache",
+            ["train.amp=bf16", "train.channels_last=true", cache],
+            None,
+        ),
     ]
     baseline = None
     for name, extra, options in variants:
