@@ -29,8 +29,8 @@ class Objective(nn.Module):
     """``Objective(tasks, config)(outputs, batch, step)`` → :class:`Loss`.
 
     A task's loss is the sum of its own terms and its structure terms (switched on in
-    ``[tasks.NAME.structure]``, which may start at a later step or ramp up); the weighting
-    (fixed, uncertainty or DWA) combines the tasks' losses into the total.
+    ``[tasks.NAME.structure]``, where InverseForm may start at a later step or ramp up);
+    the weighting (fixed, uncertainty or DWA) combines the tasks' losses into the total.
     """
 
     def __init__(self, tasks: dict[str, Task], config: Config) -> None:
@@ -61,7 +61,8 @@ class Objective(nn.Module):
             task_terms = task.loss(prediction, batch, outputs)
             if name in self.structure:
                 structure = self.structure[name]
-                edges = task.edges(prediction, batch, outputs) if structure.factor(step) else None
+                needed = structure.needs_edges(step)
+                edges = task.edges(prediction, batch, outputs) if needed else None
                 task_terms |= structure(edges, step)
             terms.update(task_terms)
             task_losses[name] = sum(task_terms.values())

@@ -25,8 +25,8 @@ class StructureConfig:
     empty_tile: float = 0.01  # tile pairs whose maps both have a smaller mean are skipped
     resize: list[int] = field(default_factory=list)  # [H, W] before tiling; [] keeps the size
     radius: int = 2  # thickness of target boundaries, pixels
-    start_step: int = 0  # the terms are off (0) before this training step
-    ramp_steps: int = 0  # then grow linearly to their full weight over this many steps
+    start_step: int = 0  # InverseForm is off (0) before this training step (BCE is not)
+    ramp_steps: int = 0  # then grows linearly to its full weight over this many steps
 
 
 @dataclass
@@ -41,7 +41,8 @@ class Edges:
 
 class StructureLoss(nn.Module):
     """Named structure terms ``{"<task>/boundary_bce": …, "<task>/inverseform": …}``, each
-    weighted by its config weight times the schedule's :meth:`factor` at the step."""
+    weighted by its config weight; InverseForm's also by the schedule's :meth:`factor` at the
+    step, so that it can join after the network has learned the coarse layout."""
 
     def __init__(self, task: str, config: StructureConfig) -> None:
         super().__init__()
@@ -60,27 +61,39 @@ class StructureLoss(nn.Module):
         return config.boundary_bce > 0 or config.inverseform > 0
 
     def factor(self, step: int) -> float:
-        """0 before ``start_step``, then a linear ramp over ``ramp_steps`` up to 1."""
+        """InverseForm's schedule: 0 before ``start_step``, then a linear ramp over
+        ``ramp_steps`` up to 1."""
         since = step - self.config.start_step
         if since < 0:
             return 0.0
         return min(1.0, (since + 1) / self.config.ramp_steps) if self.config.ramp_steps else 1.0
 
+    def needs_edges(self, step: int) -> bool:
+        """Whether a term is on at ``step`` (otherwise the task's edges need not be made)."""
+        return self.config.boundary_bce > 0 or (
+            self.inverseform is not None and self.factor(step) > 0
+        )
+
     def forward(self, edges: Edges | None, step: int = 0) -> dict[str, Tensor]:
-        """The terms at ``step``; ``edges`` may be None where the factor is 0 (all terms 0)."""
-        config, factor = self.config, self.factor(step)
-        if edges is None or factor == 0:
-            weights = {"boundary_bce": config.boundary_bce, "inverseform": config.inverseform}
-            return {f"{self.task}/{n}": torch.zeros(()) for n, w in weights.items() if w > 0}
-        terms = {}
+        """The terms at ``step``; a term that is off is 0, and ``edges`` may be None where
+        :meth:`needs_edges` says so."""
+        config = self.config
+        terms = {
+            f"{self.task}/{n}": torch.zeros(())
+            for n in ("boundary_bce", "inverseform")
+            if getattr(config, n) > 0
+        }
+        if edges is None:
+            return terms
         if config.boundary_bce > 0:
             logits = edges.logits
             if logits is None:
                 p = edges.predicted.clamp(1e-6, 1 - 1e-6)
                 logits = torch.log(p) - torch.log1p(-p)
             bce = balanced_bce(logits, edges.target, edges.valid)
-            terms[f"{self.task}/boundary_bce"] = factor * config.boundary_bce * bce
-        if self.inverseform is not None:
+            terms[f"{self.task}/boundary_bce"] = config.boundary_bce * bce
+        factor = self.factor(step)
+        if self.inverseform is not None and factor > 0:
             valid = edges.valid.float()
             distance = self.inverseform(edges.predicted * valid, edges.target * valid)
             terms[f"{self.task}/inverseform"] = factor * config.inverseform * distance

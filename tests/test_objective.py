@@ -54,20 +54,23 @@ def test_structure_terms_join_their_tasks_loss(tmp_path):
     assert loss.total.item() == pytest.approx(expected.item())
 
 
-def test_structure_terms_start_late_and_ramp_up(tmp_path):
+def test_inverseform_starts_late_and_ramps_up_while_boundary_bce_stays_on(tmp_path):
     objective, outputs, batch = setup(
         tmp_path,
         "tasks.depth.structure.boundary_bce=0.3",
+        "tasks.depth.structure.inverseform=0.5",
+        "tasks.depth.structure.network='nyu13'",
         "tasks.depth.structure.start_step=10",
         "tasks.depth.structure.ramp_steps=4",
     )
-    values = [
-        objective(outputs, batch, step).terms["depth/boundary_bce"].item()
-        for step in (0, 9, 10, 11, 13, 50)
-    ]
-    assert values[:2] == [0.0, 0.0]
-    full = values[-1]
-    assert values[2:5] == pytest.approx([full / 4, full / 2, full])
+    steps = (0, 9, 10, 11, 13, 50)
+    terms = [objective(outputs, batch, step).terms for step in steps]
+    inverseform = [t["depth/inverseform"].item() for t in terms]
+    assert inverseform[:2] == [0.0, 0.0]
+    full = inverseform[-1]
+    assert full > 0 and inverseform[2:5] == pytest.approx([full / 4, full / 2, full])
+    bce = [t["depth/boundary_bce"].item() for t in terms]
+    assert bce[0] > 0 and bce == pytest.approx([bce[0]] * len(steps))
     factor = StructureLoss("t", StructureConfig(boundary_bce=1.0, start_step=3)).factor
     assert [factor(s) for s in (0, 2, 3, 100)] == [0.0, 0.0, 1.0, 1.0]
 
