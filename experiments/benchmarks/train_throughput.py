@@ -3,7 +3,8 @@ training step's time goes, and what each speed-up buys.
 
 1. Framework overhead: `dense train`'s loop (``Trainer.fit`` in a scratch folder, evaluation
    and checkpoints out of the way, logging and TensorBoard as configured) against a plain loop
-   over the same model, task losses, optimizer, loader and batches (target: overhead ≤ 5 %).
+   over the same model, task losses, optimizer, loader and batches, in the precision
+   ``train.amp`` resolves to on this CPU (target: overhead ≤ 5 %).
    The two alternate, twice each; images/s are medians over windows of ``--window`` steps,
    the first window (loader start-up) left out.
 2. Where a step goes: forward time of the encoder, decoder, heads and auxiliary networks
@@ -248,10 +249,11 @@ def main() -> None:
     batch, threads = config.data.batch_size, torch.get_num_threads()
     print(f"{args.config}: batch {batch}, {threads} threads, {config.data.num_workers} worker(s)")
 
-    print("\n1. framework overhead (alternating, twice each)")
+    amp = distributed.bf16_autocast(config.train.amp, torch.device("cpu"))
+    print(f"\n1. framework overhead ({distributed.precision_name(amp)}, alternating, twice each)")
     plain, framework = [], []
     for _ in range(2):
-        plain += plain_rates(build_trainer(args.config, overrides), steps, window)
+        plain += plain_rates(build_trainer(args.config, overrides), steps, window, amp=amp)
         framework += dense_rates(args.config, overrides, steps, window)
     base = median(plain)
     print(f"  plain PyTorch loop: {base:6.2f} images/s")
