@@ -75,6 +75,22 @@ def test_inverseform_starts_late_and_ramps_up_while_boundary_bce_stays_on(tmp_pa
     assert [factor(s) for s in (0, 2, 3, 100)] == [0.0, 0.0, 1.0, 1.0]
 
 
+def test_inverseform_alone_makes_no_edges_before_its_start_step(tmp_path, monkeypatch):
+    objective, outputs, batch = setup(
+        tmp_path,
+        "tasks.depth.structure.inverseform=0.5",
+        "tasks.depth.structure.network='nyu13'",
+        "tasks.depth.structure.start_step=10",
+    )
+    made = []
+    edges = Depth.edges
+    monkeypatch.setattr(Depth, "edges", lambda *a: made.append(1) or edges(*a))
+    assert objective(outputs, batch, 9).terms["depth/inverseform"].item() == 0.0
+    assert made == []
+    assert objective(outputs, batch, 10).terms["depth/inverseform"].item() > 0
+    assert made == [1]
+
+
 def test_a_negative_start_step_and_a_task_without_edges_are_refused(tmp_path):
     with pytest.raises(DenseError, match="start_step"):
         setup(
