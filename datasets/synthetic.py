@@ -378,7 +378,7 @@ class Materials:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
-        self.textures: list[Tensor] = []
+        self.textures: list[Tensor] = []  # mip-atlas rows
         self.colours: list[tuple[float, float, float]] = []
         self.density: list[float] = []
         self.shared: dict[str, list[int]] = {}
@@ -387,7 +387,7 @@ class Materials:
         base = self.rng.choice(self.PALETTES[palette])
         jitter = [min(1.0, max(0.02, c * self.rng.uniform(0.85, 1.15))) for c in base]
         self.colours.append(tuple(jitter))
-        bank = texture_bank(pattern)
+        bank = texture_rows(pattern)
         self.textures.append(bank[self.rng.randrange(len(bank))])
         self.density.append(TEXTURE_SIZE / self.rng.uniform(0.6, 1.6))
         return len(self.textures) - 1
@@ -402,10 +402,23 @@ class Materials:
 
 
 @functools.cache
-def texture_bank(pattern: str, size: int = 16) -> Tensor:
-    """``size`` procedural tiles of one pattern, made once per process from a fixed seed."""
+def texture_rows(pattern: str, size: int = 16) -> Tensor:
+    """``size`` procedural tiles of one pattern as mip-atlas rows (``MipTextures.rows``),
+    made once per process from a fixed seed."""
     generator = torch.Generator().manual_seed(sum(map(ord, pattern)))
-    return torch.stack([texture(pattern, generator) for _ in range(size)])
+    return MipTextures.rows(torch.stack([texture(pattern, generator) for _ in range(size)]))
+
+
+def mip_sizes(size: int) -> list[int]:
+    return [size >> level for level in range(int(math.log2(size)) + 1)]
+
+
+def mip_columns(size: int) -> list[int]:
+    """First column of each mip level in an atlas row, and the row's width at the end."""
+    columns = [0]
+    for s in mip_sizes(size):
+        columns.append(columns[-1] + s + 1)
+    return columns
 
 
 def texture(pattern: str, generator: torch.Generator) -> Tensor:
@@ -500,13 +513,14 @@ def render(scene: Scene, pose: Tensor, K: Tensor, height: int, width: int) -> tu
 
     bounds = torch.tensor([[b.lo, b.hi] for b in scene.boxes]).reshape(-1, 2, 3)
     visible = visible_boxes(bounds, R.T, origin, K, height, width)
+    inv_planes = inv.permute(2, 0, 1).contiguous()  # (3, H, W): reductions over axes stay fast
     for indices, (rows, cols) in batch_small_boxes(visible):
-        # slab test of K boxes against the rays of their common rectangle: (K, h, w, 3)
-        r_inv = inv[rows, cols]
-        lo = (bounds[indices, 0] - origin)[:, None, None] * r_inv
-        hi = (bounds[indices, 1] - origin)[:, None, None] * r_inv
-        near, near_axis = torch.minimum(lo, hi).max(dim=-1)
-        far = torch.maximum(lo, hi).amin(dim=-1)
+        # slab test of K boxes against the rays of their common rectangle: (K, 3, h, w)
+        r_inv = inv_planes[:, rows, cols]
+        lo = (bounds[indices, 0] - origin)[:, :, None, None] * r_inv
+        hi = (bounds[indices, 1] - origin)[:, :, None, None] * r_inv
+        near, near_axis = torch.minimum(lo, hi).max(dim=1)
+        far = torch.maximum(lo, hi).amin(dim=1)
         valid = (near <= far) & (near > 0)
         if len(indices) > 1:  # keep the closest of the K boxes per pixel
             near = torch.where(valid, near, torch.inf)
@@ -578,7 +592,7 @@ def visible_boxes(
 
 
 def batch_small_boxes(
-    visible: list[tuple[int, tuple[slice, slice]]], max_area: int = 4096
+    visible: list[tuple[int, tuple[slice, slice]]], max_area: int = 1024
 ) -> list[tuple[Tensor, tuple[slice, slice]]]:
     """Merge runs of consecutive visible boxes (parts of one object: books on a shelf, legs)
     while their common rectangle stays under ``max_area`` pixels, to test them in one go."""
@@ -636,26 +650,30 @@ class MipTextures:
     trilinearly: a tile seen from afar is averaged over each pixel's footprint.
 
     All levels of all tiles sit in one atlas (a row of levels per material, each level padded
-    by one wrapped row and column), so a lookup is a single ``grid_sample``.
+    by one wrapped row and column), so a lookup is a single ``grid_sample``. A scene's atlas
+    stacks rows made once per process (``texture_rows``).
     """
 
-    def __init__(self, tiles: Tensor) -> None:
-        count, size = tiles.shape[0], tiles.shape[-1]
+    def __init__(self, rows: Tensor) -> None:
+        count, size = rows.shape[0], rows.shape[1] - 1
         self.levels = int(math.log2(size)) + 1
-        sizes = [size >> level for level in range(self.levels)]
-        columns = [0]
-        for s in sizes:
-            columns.append(columns[-1] + s + 1)
-        atlas = tiles.new_zeros(count, size + 1, columns[-1])
-        level = tiles[:, None]
-        for s, column in zip(sizes, columns[:-1], strict=True):
-            padded = F.pad(level, (0, 1, 0, 1), mode="circular")[:, 0]
-            atlas[:, : s + 1, column : column + s + 1] = padded
-            level = F.avg_pool2d(level, 2, ceil_mode=True)
-        self.atlas = atlas.reshape(1, 1, count * (size + 1), columns[-1])
-        self.sizes = torch.tensor(sizes, dtype=torch.float32)
-        self.columns = torch.tensor(columns[:-1], dtype=torch.float32)
+        self.atlas = rows.reshape(1, 1, count * (size + 1), rows.shape[2])
+        self.sizes = torch.tensor(mip_sizes(size), dtype=torch.float32)
+        self.columns = torch.tensor(mip_columns(size)[:-1], dtype=torch.float32)
         self.row_stride = size + 1
+
+    @staticmethod
+    def rows(tiles: Tensor) -> Tensor:
+        """(M, T + 1, columns): each tile's mip levels side by side, padded by wrapping."""
+        count, size = tiles.shape[0], tiles.shape[-1]
+        columns = mip_columns(size)
+        rows = tiles.new_zeros(count, size + 1, columns[-1])
+        level = tiles[:, None]
+        for s, column in zip(mip_sizes(size), columns[:-1], strict=True):
+            padded = F.pad(level, (0, 1, 0, 1), mode="circular")[:, 0]
+            rows[:, : s + 1, column : column + s + 1] = padded
+            level = F.avg_pool2d(level, 2, ceil_mode=True)
+        return rows
 
     def sample(self, material: Tensor, x: Tensor, y: Tensor, lod: Tensor) -> Tensor:
         """Values at level-0 texel coordinates (x, y) and level of detail ``lod`` (log2 of

@@ -1,4 +1,5 @@
 import random
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -140,3 +141,35 @@ def test_screen_culling_changes_no_pixel(monkeypatch):
         for key in ("image", "depth", "segmentation"):
             assert torch.equal(sample[key], reference[key]), (index, key)
     assert crossing > 0  # the clipped case was exercised
+
+
+REFERENCE = Path(__file__).parent / "data" / "synthetic_rooms_24x32.pt"
+
+
+def reference_samples() -> list[dict[str, torch.Tensor]]:
+    """Two training rooms and one validation room at 24×32, with their neighbour frames."""
+    config = SyntheticConfig(height=24, width=32, neighbours=True)
+    train, val = SyntheticRooms("train", config), SyntheticRooms("val", config)
+    return [train[0], train[1], val[0]]
+
+
+def write_reference() -> None:
+    """Regenerate the stored samples after a deliberate change to the synthetic rooms:
+    ``python -c "from tests.test_synthetic import write_reference; write_reference()"``."""
+    REFERENCE.parent.mkdir(exist_ok=True)
+    torch.save(reference_samples(), REFERENCE)
+
+
+def test_rooms_match_the_stored_reference():
+    """The renderer may get faster, not different: every committed result was trained on these
+    rooms. Bitwise equality is not asked for: other CPUs round a few operations differently,
+    which may flip a pixel on an edge."""
+    for index, (sample, stored) in enumerate(
+        zip(reference_samples(), torch.load(REFERENCE), strict=True)
+    ):
+        assert sample.keys() == stored.keys()
+        for key in ("image", "prev_image", "next_image", "depth", "K", "prev_pose", "next_pose"):
+            changed = ((sample[key] - stored[key]).abs() > 1e-4).float().mean()
+            assert changed < 0.01, (index, key, changed)
+        same = (sample["segmentation"] == stored["segmentation"]).float().mean()
+        assert same > 0.99, index
