@@ -410,6 +410,7 @@ def texture_rows(pattern: str, size: int = 16) -> Tensor:
 
 
 def mip_sizes(size: int) -> list[int]:
+    """Side of each mip level of a ``size`` tile, down to 1."""
     return [size >> level for level in range(int(math.log2(size)) + 1)]
 
 

@@ -20,7 +20,7 @@ from dense.errors import run_script
 
 
 def frames_per_second(dataset: SyntheticRooms, frames: int) -> float:
-    dataset[0]  # warm caches (texture bank, camera rays)
+    dataset[0]  # warm caches (texture rows, camera rays)
     start = time.perf_counter()
     for index in range(frames):
         dataset[index]
