@@ -18,11 +18,11 @@ from dense.config import load_config, to_toml, with_former_defaults
 from dense.errors import DenseError
 from dense.experiment import load_grid, run_grid, write_pictures
 from dense.experiment.convergence import late_change
-from dense.experiment.figures import curves
+from dense.experiment.figures import curves, picture_seed
 from dense.experiment.runner import config_recipe, saved_recipe
 from dense.experiment.summary import paired_difference
 from dense.pictures import Column, cropped, densest_window
-from dense.rundir import check_resumable, saved_as_today
+from dense.rundir import CHECKPOINT, check_resumable, saved_as_today
 from tests.conftest import tiny_dict
 
 
@@ -218,6 +218,18 @@ def test_example_pictures_compare_the_pictured_arms_with_boundaries(ran, monkeyp
         assert all(p.shape[-2:] == size for c in columns for p in c.pictures)
     for task in ("segmentation", "depth"):
         assert Image.open(folder / f"{task}_examples.png").size[0] >= 4 * 48 * 2  # 2× pixels
+
+
+def test_pictures_come_from_the_first_seed_that_kept_every_pictured_checkpoint(tmp_path):
+    """A grid resumed from copied metrics lacks its first seeds' checkpoints: its pictures come
+    from the first seed whose every pictured arm has one."""
+    grid = load_grid(write_grid(tmp_path, ARMS))
+    assert picture_seed(grid, ["plain", "bce"]) == 0  # none anywhere: the first seed
+    for arm, seed in (("plain", 0), ("plain", 1), ("bce", 1)):
+        grid.run_dir(arm, seed).mkdir(parents=True)
+        (grid.run_dir(arm, seed) / CHECKPOINT).touch()
+    assert picture_seed(grid, ["plain", "bce"]) == 1
+    assert picture_seed(grid, ["plain"]) == 0
 
 
 def test_boundary_crops_take_the_window_of_densest_boundaries():

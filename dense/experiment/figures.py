@@ -81,16 +81,25 @@ CROP = 4  # boundary crops are a quarter of the frame's height and width, enlarg
 
 
 @torch.no_grad()
+def picture_seed(grid: Grid, arms: list[str]) -> int:
+    """The first seed whose runs of every pictured arm kept their checkpoint (a grid resumed
+    from copied metrics may lack its first seeds' checkpoints), else the first seed."""
+    for seed in grid.config.seeds:
+        if all((grid.run_dir(arm, seed) / CHECKPOINT).is_file() for arm in arms):
+            return seed
+    return grid.config.seeds[0]
+
+
 def write_pictures(grid: Grid) -> list[Path]:
     """Per drawable task, ``<task>_examples.png``: the first validation images | ground truth |
-    the prediction of each pictured arm's first seed, boundaries drawn in white; and, for
+    the prediction of each pictured arm (``picture_seed``), boundaries drawn in white; and, for
     tasks that outline their targets, ``<task>_boundary_crops.png``: the same columns cut to
     each image's window of densest true boundaries, enlarged (nearest-neighbour)."""
     from dense.assemble import load_trained
     from dense.data import build_dataset
 
-    seed = grid.config.seeds[0]
     arms = grid.config.pictures or list(grid.arms)
+    seed = picture_seed(grid, arms)
     runs = {arm: grid.run_dir(arm, seed) / CHECKPOINT for arm in arms}
     trained = {arm: load_trained(path) for arm, path in runs.items() if path.is_file()}
     if not trained:
