@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import statistics
 from pathlib import Path
 
@@ -230,6 +231,27 @@ def test_pictures_come_from_the_first_seed_that_kept_every_pictured_checkpoint(t
         (grid.run_dir(arm, seed) / CHECKPOINT).touch()
     assert picture_seed(grid, ["plain", "bce"]) == 1
     assert picture_seed(grid, ["plain"]) == 0
+
+
+def test_pictures_skip_a_first_seed_whose_checkpoint_is_gone(ran, tmp_path, monkeypatch):
+    """A copy of the run grid without one pictured arm's seed-0 checkpoint is pictured from
+    seed 1, with gradients off."""
+    grid, folder, _ = ran
+    copy = tmp_path / "grids" / "g"
+    shutil.copytree(folder, copy)
+    (copy / "bce" / "seed0" / CHECKPOINT).unlink()
+    shutil.copy(grid.parent / "base.toml", tmp_path)
+    moved = tmp_path / "grid.toml"
+    moved.write_text(grid.read_text().replace(folder.parent.as_posix(), copy.parent.as_posix()))
+    titles = []
+
+    def save(path, columns, title, **_):
+        assert not torch.is_grad_enabled()
+        titles.append(title)
+
+    monkeypatch.setattr("dense.experiment.figures.save_comparison", save)
+    write_pictures(load_grid(moved))
+    assert titles and all(", seed 1" in title for title in titles)
 
 
 def test_boundary_crops_take_the_window_of_densest_boundaries():

@@ -80,7 +80,6 @@ def write_plots(grid: Grid) -> list[Path]:
 CROP = 4  # boundary crops are a quarter of the frame's height and width, enlarged 4× more
 
 
-@torch.no_grad()
 def picture_seed(grid: Grid, arms: list[str]) -> int:
     """The first seed whose runs of every pictured arm kept their checkpoint (a grid resumed
     from copied metrics may lack its first seeds' checkpoints), else the first seed."""
@@ -90,6 +89,7 @@ def picture_seed(grid: Grid, arms: list[str]) -> int:
     return grid.config.seeds[0]
 
 
+@torch.no_grad()
 def write_pictures(grid: Grid) -> list[Path]:
     """Per drawable task, ``<task>_examples.png``: the first validation images | ground truth |
     the prediction of each pictured arm (``picture_seed``), boundaries drawn in white; and, for
