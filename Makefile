@@ -2,13 +2,13 @@
 # runs the InverseForm experiment grids (resumable; on the 2-core CPU: segmentation 39 min,
 # depth 26 min, self-supervised about 2 h, joint not re-timed, segmentation_800 1 h 18 min,
 # depth_800 1 h 45 min, joint_800 about 1 h 15 min (the last seed's two runs: 19.5 min on a faster
-# EPYC); README, "Experiments").
+# EPYC), selfsup_800 1 h 55 min (bf16 on an AVX-512 BF16 EPYC); README, "Experiments").
 # All create or refresh the virtual environment in .venv first.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= experiments/synthetic_joint.toml
-GRIDS ?= segmentation depth joint selfsup segmentation_800 depth_800 joint_800
+GRIDS ?= segmentation depth joint selfsup segmentation_800 depth_800 joint_800 selfsup_800
 MLP_NET := runs/inverseform/nyu_mlp4.pt
 
 .PHONY: run test lint venv clean grids
