@@ -514,12 +514,13 @@ def render(scene: Scene, pose: Tensor, K: Tensor, height: int, width: int) -> tu
 
     bounds = torch.tensor([[b.lo, b.hi] for b in scene.boxes]).reshape(-1, 2, 3)
     visible = visible_boxes(bounds, R.T, origin, K, height, width)
+    relative = bounds - origin  # (N, 2, 3) box corners from the camera centre
     inv_planes = inv.permute(2, 0, 1).contiguous()  # (3, H, W): reductions over axes stay fast
     for indices, (rows, cols) in batch_small_boxes(visible):
         # slab test of K boxes against the rays of their common rectangle: (K, 3, h, w)
         r_inv = inv_planes[:, rows, cols]
-        lo = (bounds[indices, 0] - origin)[:, :, None, None] * r_inv
-        hi = (bounds[indices, 1] - origin)[:, :, None, None] * r_inv
+        corners = relative.index_select(0, indices)[..., None, None]  # (K, 2, 3, 1, 1)
+        lo, hi = corners[:, 0] * r_inv, corners[:, 1] * r_inv
         near, near_axis = torch.minimum(lo, hi).max(dim=1)
         far = torch.maximum(lo, hi).amin(dim=1)
         valid = (near <= far) & (near > 0)
@@ -536,8 +537,9 @@ def render(scene: Scene, pose: Tensor, K: Tensor, height: int, width: int) -> tu
         axis[rows, cols] = torch.where(hit, near_axis, axis[rows, cols])
         obj[rows, cols] = torch.where(hit, ids, obj[rows, cols])
 
-    labels = torch.tensor([FLOOR, CEILING, WALL] + [b.label for b in scene.boxes])[obj]
-    material = torch.tensor(list(scene.room_materials) + [b.material for b in scene.boxes])[obj]
+    labels = torch.tensor([FLOOR, CEILING, WALL] + [b.label for b in scene.boxes]).take(obj)
+    material = torch.tensor(list(scene.room_materials) + [b.material for b in scene.boxes])
+    material = material.take(obj)
     points = origin + rays * depth[..., None]  # (H, W, 3)
     image = shade(scene, points, rays, depth, math.sqrt(fx * fy), axis, material, labels)
     return image, depth[None], labels
@@ -628,21 +630,21 @@ def shade(
     # face coordinates: x-facing faces use (z, y), y-facing (x, z), z-facing (x, y)
     u = points.gather(-1, torch.where(axis == 0, 2, 0)[..., None])[..., 0]
     v = points.gather(-1, torch.where(axis == 1, 2, 1)[..., None])[..., 0]
-    density = scene.texel_density[material]
+    density = scene.texel_density.take(material)
     # pixel footprint in texels: its size across the ray at this distance, stretched by the
     # incidence angle (geometric mean of the two axes, so at most 4x for grazing views)
-    length2 = rays.square().sum(-1)
+    length = rays.square().sum(-1).sqrt()
     facing = rays.gather(-1, axis[..., None])[..., 0]
-    stretch = (length2.sqrt() / facing.abs().clamp(min=1e-6)).clamp(max=16.0)
-    footprint = density * depth * length2.sqrt() / focal * stretch.sqrt()
+    stretch = (length / facing.abs().clamp(min=1e-6)).clamp(max=16.0)
+    footprint = density * depth * length / focal * stretch.sqrt()
     pattern = scene.textures.sample(material, u * density, v * density, footprint.log2())
 
     to_light = scene.light - points
     distance2 = to_light.square().sum(-1)
     cosine = -torch.sign(facing) * to_light.gather(-1, axis[..., None])[..., 0]
     light = 0.35 + 1.1 * (cosine * torch.rsqrt(distance2)).clamp(min=0) / (1 + 0.08 * distance2)
-    light = torch.where(labels == WINDOW, torch.ones_like(light), light)  # windows glow
-    albedo = scene.colours.T[:, material]  # (3, H, W)
+    light = light.masked_fill(labels == WINDOW, 1.0)  # windows glow
+    albedo = scene.colours.index_select(0, material.view(-1)).T.view(3, *material.shape)
     return (albedo * (pattern * light)).clamp_(0, 1)
 
 
@@ -682,9 +684,9 @@ class MipTextures:
         lod = lod.clamp(0, self.levels - 1)
         fine = lod.floor()
         levels = torch.stack([fine, (fine + 1).clamp_(max=self.levels - 1)]).long()  # (2, ...)
-        size, scale = self.sizes[levels], torch.exp2(-levels.float())
+        size, scale = self.sizes.take(levels), torch.exp2(-levels.float())
         # texel centres line up across levels; wrap into the tile, then offset into the atlas
-        u = torch.remainder((x + 0.5) * scale - 0.5, size) + self.columns[levels]
+        u = torch.remainder((x + 0.5) * scale - 0.5, size) + self.columns.take(levels)
         v = torch.remainder((y + 0.5) * scale - 0.5, size) + material * self.row_stride
         height, width = self.atlas.shape[-2:]
         grid = torch.stack([u * (2 / (width - 1)) - 1, v * (2 / (height - 1)) - 1], dim=-1)

@@ -77,6 +77,7 @@ class OptimConfig:
     warmup_steps: int = 50
     poly_power: float = 0.9
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    fused: bool = True  # AdamW's fused kernel: one pass over all parameters per step
 
 
 @dataclass
@@ -86,7 +87,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 on CUDA and on bf16-native CPUs
-    channels_last: bool = False  # keep the model's and images' memory channels-last (NHWC)
+    channels_last: bool | Literal["auto"] = "auto"  # NHWC model and images; auto: under bf16
     max_bad_steps: int = 5  # consecutive non-finite losses before training stops
     eval_batches: int = 0  # evaluate on at most this many batches; 0 = the whole split
     preview_samples: int = 4  # rows in the predictions picture written after training
@@ -284,7 +285,8 @@ def check_type(value: Any, hint: Any, key: str) -> Any:
                 return check_type(value, arg, key)
             except DenseError:
                 continue
-        raise DenseError(f"{key} = {value!r} has the wrong type (expected {hint})")
+        expected = " or ".join(type_name(arg) for arg in args)
+        raise DenseError(f"{key} = {value!r} has the wrong type (expected {expected})")
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             raise DenseError(f"{key} must be a list, got {value!r}")
@@ -304,6 +306,13 @@ def check_type(value: Any, hint: Any, key: str) -> Any:
     elif isinstance(value, hint):
         return value
     raise DenseError(f"{key} = {value!r} has the wrong type (expected {hint.__name__})")
+
+
+def type_name(hint: Any) -> str:
+    """How an error names a type: ``bool``, ``'auto'``, ``float``..."""
+    if typing.get_origin(hint) is Literal:
+        return " or ".join(repr(arg) for arg in typing.get_args(hint))
+    return getattr(hint, "__name__", str(hint))
 
 
 def to_toml(data: dict[str, Any]) -> str:

@@ -60,13 +60,14 @@ class Trainer:
         self.val_set = build_dataset(config.data, config.data.val_split)
         self.tasks = build_tasks(config, data_info(self.train_set))
         self.model = build_model(config.model, self.tasks).to(self.device)
-        self.memory_format = torch.channels_last if config.train.channels_last else None
+        self.amp = distributed.bf16_autocast(config.train.amp, self.device)
+        nhwc = distributed.channels_last(config.train.channels_last, self.amp)
+        self.memory_format = torch.channels_last if nhwc else None
         if self.memory_format:
             self.model.to(memory_format=self.memory_format)
         self.objective = Objective(self.tasks, config).to(self.device)
         self.optimizer = make_optimizer(self.model, self.objective.weighting, config)
         self.scheduler = make_scheduler(self.optimizer, config)
-        self.amp = distributed.bf16_autocast(config.train.amp, self.device)
         self.step = 0
         self.folder = RunDir(self.run_dir, context.is_main)
         self.log = RunLog(self.run_dir, False, False)  # opened by prepare()
@@ -273,7 +274,8 @@ class Trainer:
 
 
 def make_optimizer(model: nn.Module, weighting: nn.Module, config: Config) -> torch.optim.AdamW:
-    """AdamW; no weight decay on biases, norm layers or loss-weighting parameters."""
+    """AdamW (fused kernel if ``optim.fused``); no weight decay on biases, norm layers or
+    loss-weighting parameters."""
     decay, no_decay = [], []
     for parameter in model.parameters():
         (decay if parameter.ndim > 1 else no_decay).append(parameter)
@@ -282,7 +284,7 @@ def make_optimizer(model: nn.Module, weighting: nn.Module, config: Config) -> to
         {"params": decay, "weight_decay": config.optim.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.optim.lr)
+    return torch.optim.AdamW(groups, lr=config.optim.lr, fused=config.optim.fused or None)
 
 
 def make_scheduler(

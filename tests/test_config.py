@@ -34,6 +34,8 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path):
         ("train.steps=0", "train.steps must be at least 1"),
         ("data.dataset=nope", "unknown dataset 'nope'"),
         ("tasks.segmentaton.weight=1", "did you mean 'segmentation'"),
+        ("train.channels_last=maybe", r"wrong type \(expected bool or 'auto'\)"),
+        ("optim.fused=1", r"optim.fused = 1 has the wrong type \(expected bool\)"),
     ],
 )
 def test_bad_values_give_clear_errors(tmp_path, override, message):

@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 from rich.console import Console
+from torch import Tensor
 
 from dense.checkpoint import load_checkpoint
 from dense.config import config_from_dict, to_toml
@@ -235,9 +236,52 @@ def test_channels_last_keeps_the_model_nhwc_and_trains_the_same_run(tiny):
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)
 
     nhwc = train(tiny("train.channels_last=true", "run.name=nhwc"))
-    nchw = train(tiny("run.name=nchw"))
+    nchw = train(tiny("train.channels_last=false", "run.name=nchw"))
     for task, metrics in nchw.metrics.items():
         for name, value in metrics.items():
             assert nhwc.metrics[task][name] == pytest.approx(value, rel=1e-3, abs=1e-4), name
     saved = load_checkpoint(nhwc.run_dir / "last.pt")["model"]
     assert saved.keys() == load_checkpoint(nchw.run_dir / "last.pt")["model"].keys()
+
+
+def test_fused_adamw_takes_the_same_steps_as_the_loop_kernel(tiny):
+    from dense.trainer import make_optimizer
+
+    def trained(*overrides: str) -> tuple[torch.optim.AdamW, list[Tensor]]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+        optimizer = make_optimizer(model, torch.nn.Module(), tiny(*overrides))
+        for step in range(3):
+            torch.manual_seed(step)
+            model(torch.randn(2, 3, 8, 8)).square().mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        return optimizer, [p.detach() for p in model.parameters()]
+
+    decay = "optim.weight_decay=0.5"  # large enough that a lost weight decay shows
+    fused, fused_weights = trained("optim.fused=true", decay)
+    loop, loop_weights = trained("optim.fused=false", decay)
+    assert all(group["fused"] for group in fused.param_groups)
+    assert not any(group["fused"] for group in loop.param_groups)
+    for a, b in zip(fused_weights, loop_weights, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # a step moves ~lr = 2e-3
+
+
+@pytest.mark.parametrize(
+    ("setting", "bf16", "nhwc"),
+    [("auto", True, True), ("auto", False, False), (True, False, True), (False, True, False)],
+)
+def test_channels_last_auto_follows_bf16(setting, bf16, nhwc):
+    from dense.distributed import channels_last
+
+    assert channels_last(setting, bf16) is nhwc
+
+
+def test_trainer_keeps_a_float32_run_nchw_under_auto(tiny):
+    from dense import distributed
+    from dense.trainer import Trainer
+
+    config = tiny("train.channels_last='auto'")  # tiny trains with train.amp = "off"
+    trainer = Trainer(config, distributed.setup("cpu"), Console(quiet=True))
+    assert trainer.memory_format is None
+    assert all(group["fused"] for group in trainer.optimizer.param_groups)  # the default

@@ -4,18 +4,22 @@ training step's time goes, and what each speed-up buys.
 1. Framework overhead: `dense train`'s loop (``Trainer.fit`` in a scratch folder, evaluation
    and checkpoints out of the way, logging and TensorBoard as configured) against a plain loop
    over the same model, task losses, optimizer, loader and batches, in the precision
-   ``train.amp`` resolves to on this CPU (target: overhead ≤ 5 %).
+   ``train.amp`` resolves to on this CPU and the config's memory format and AdamW kernel
+   (target: overhead ≤ 5 %).
    The two alternate, twice each; images/s are medians over windows of ``--window`` steps,
    the first window (loader start-up) left out.
 2. Where a step goes: forward time of the encoder, decoder, heads and auxiliary networks
    (forward hooks), losses, backward, optimizer, and the data loader alone; then the
    heaviest operators by self time (torch.profiler).
 3. Speed-ups, each as images/s ÷ the float32 plain loop from the loader measured in the same
-   run: batches rendered beforehand (what data costs), the ``data.cache`` sample cache filled
-   beforehand, AdamW's fused kernel, bf16 autocast, channels-last memory, ``torch.compile``,
-   data workers 0 and 2, and `dense train` itself with ``train.amp=off`` and ``bf16``, then
-   bf16 with ``train.channels_last`` and with the filled cache too (what a grid's later arms
-   of a seed get: they read the samples the first arm rendered).
+   run (float32, NCHW, AdamW's loop kernel: ``PLAIN``): batches rendered beforehand (what
+   data costs), the ``data.cache`` sample cache filled beforehand, AdamW's fused kernel,
+   bf16 autocast, channels-last memory, ``torch.compile``, data workers 0 and 2, all three
+   speed-ups on rendered batches (the ceiling when data is free), and `dense train` itself
+   with ``train.amp=off`` and ``bf16``, then with ``train.channels_last`` and
+   ``optim.fused``; last, `dense train` as the config sets it, alone and with the filled
+   cache (what a grid's later arms of a seed get: they read the samples the first arm
+   rendered).
 
     python experiments/benchmarks/train_throughput.py [CONFIG.toml] [--steps N] [key=value ...]
 """
@@ -42,6 +46,11 @@ from dense.data import to_device, train_loader
 from dense.errors import run_script
 from dense.rundir import LOG, read_log
 from dense.trainer import Trainer, make_optimizer
+
+# the baseline's settings (float32, NCHW, AdamW's loop kernel) and the plain-loop options of
+# all three speed-ups together
+PLAIN = ["train.amp=off", "train.channels_last=false", "optim.fused=false"]
+FAST = {"amp": True, "channels_last": True, "fused": True}
 
 
 def scratch_config(config: Config, folder: str, steps: int, window: int) -> Config:
@@ -253,7 +262,10 @@ def main() -> None:
     print(f"\n1. framework overhead ({distributed.precision_name(amp)}, alternating, twice each)")
     plain, framework = [], []
     for _ in range(2):
-        plain += plain_rates(build_trainer(args.config, overrides), steps, window, amp=amp)
+        trainer = build_trainer(args.config, overrides)
+        plain += plain_rates(
+            trainer, steps, window, amp=amp, channels_last=config.train.channels_last
+        )
         framework += dense_rates(args.config, overrides, steps, window)
     base = median(plain)
     print(f"  plain PyTorch loop: {base:6.2f} images/s")
@@ -262,15 +274,16 @@ def main() -> None:
     print(f"  dense ÷ plain: {ratio:.3f} (overhead {1 - ratio:+.1%})")
 
     print("\n2. where a step goes (plain loop, rendered batches, float32)")
-    trainer = build_trainer(args.config, overrides)
+    float32 = [*overrides, *PLAIN]
+    trainer = build_trainer(args.config, float32)
     rendered = [b for b, _ in zip(loader_batches(trainer), range(steps // 2), strict=False)]
     parts = breakdown(trainer, rendered)
     step_time = sum(parts[k] for k in ("forward (all)", "losses", "backward", "optimizer"))
-    data = batch / loader_rate(build_trainer(args.config, overrides), steps // 2)
+    data = batch / loader_rate(build_trainer(args.config, float32), steps // 2)
     for name, seconds in [*parts.items(), ("data loader alone (per batch)", data)]:
         print(f"  {name:34s} {1000 * seconds:7.1f} ms  {seconds / step_time:6.1%} of a step")
     print("  heaviest operators (self time share):")
-    for name, share in heaviest_operators(build_trainer(args.config, overrides), rendered[:8], 12):
+    for name, share in heaviest_operators(build_trainer(args.config, float32), rendered[:8], 12):
         print(f"    {name:40s} {share:6.1%}")
 
     print("\n3. speed-ups against the float32 plain loop from the loader, same run")
@@ -279,6 +292,7 @@ def main() -> None:
     for _ in itertools.islice(filling, steps + 2 * window):
         pass  # fills the cache with the batches the cached variant will read
     filling.close()  # stops its loader's worker
+    fast = ["train.amp=bf16", "train.channels_last=true"]
     variants: list[tuple[str, list[str], dict | None]] = [
         # name, extra overrides, plain-loop options (None: `dense train` itself); bf16 last:
         # on some CPUs it is far slower than float32
@@ -294,25 +308,32 @@ def main() -> None:
         ("bf16 autocast", [], {"amp": True}),
         ("bf16 autocast + fused AdamW", [], {"amp": True, "fused": True}),
         ("bf16 + channels-last", [], {"amp": True, "channels_last": True}),
-        ("dense train, train.amp=bf16", ["train.amp=bf16"], None),
-        ("dense train, bf16 + channels-last", ["train.amp=bf16", "train.channels_last=true"], None),
         (
-            "dense train, bf16 + channels-last + filled data.cache",
-            ["train.amp=bf16", "train.channels_last=true", cache],
-            None,
+            "bf16 + channels-last + fused, batches rendered beforehand",
+            [],
+            FAST | {"batches": rendered},
         ),
+        ("dense train, train.amp=bf16", ["train.amp=bf16"], None),
+        ("dense train, bf16 + channels-last", fast, None),
+        ("dense train, bf16 + channels-last + fused AdamW", [*fast, "optim.fused=true"], None),
+    ]
+    runs = [(name, [*overrides, *PLAIN, *extra], options) for name, extra, options in variants]
+    runs += [  # the config's own settings, not PLAIN's
+        ("dense train as configured", overrides, None),
+        ("dense train as configured + filled data.cache", [*overrides, cache], None),
     ]
     baseline = None
-    for name, extra, options in variants:
-        if (
-            (options or {}).get("amp") or "train.amp=bf16" in extra
-        ) and not distributed.native_bf16():
+    for name, extra, options in runs:
+        amp = (options or {}).get("amp") or distributed.bf16_autocast(
+            load_config(args.config, extra).train.amp, torch.device("cpu")
+        )
+        if amp and not distributed.native_bf16():
             print(f"  {name:48s} skipped: this CPU has no native bf16 kernels (see README)")
             continue
         if options is None:
-            rates = dense_rates(args.config, [*overrides, *extra], steps, window)
+            rates = dense_rates(args.config, extra, steps, window)
         else:
-            trainer = build_trainer(args.config, [*overrides, *extra])
+            trainer = build_trainer(args.config, extra)
             rates = plain_rates(trainer, steps, window, **options)
         rate = median(rates)
         baseline = baseline or rate
