@@ -252,7 +252,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="measured steps per variant")
     parser.add_argument("--window", type=int, default=10, help="steps per timing window")
     parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     steps, window, overrides = args.steps, args.window, args.overrides
     config = load_config(args.config, overrides)
     batch, threads = config.data.batch_size, torch.get_num_threads()
@@ -263,9 +263,8 @@ def main() -> None:
     plain, framework = [], []
     for _ in range(2):
         trainer = build_trainer(args.config, overrides)
-        plain += plain_rates(
-            trainer, steps, window, amp=amp, channels_last=config.train.channels_last
-        )
+        nhwc = distributed.channels_last(config.train.channels_last, amp)
+        plain += plain_rates(trainer, steps, window, amp=amp, channels_last=nhwc)
         framework += dense_rates(args.config, overrides, steps, window)
     base = median(plain)
     print(f"  plain PyTorch loop: {base:6.2f} images/s")
