@@ -153,12 +153,22 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     node[leaf] = value
 
 
+# engine options whose default changed: the value runs made before they were saved had
+FORMER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "optim": {"fused": False},  # default true since 2026-12-04
+    "train": {"channels_last": False},  # default "auto" since 2026-12-04
+}
+
+
 def with_former_defaults(saved: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a run's saved config (its config.toml or a checkpoint's) in which each task
-    option that the saved config lacks and whose default is no longer what such runs were
-    made with holds that former value (the task config's ``FORMER_DEFAULTS``); other options
-    it lacks still read as today's defaults, which keep the old behaviour."""
+    """A copy of a run's saved config (its config.toml or a checkpoint's) in which each option
+    that the saved config lacks and whose default is no longer what such runs were made with
+    holds that former value (``FORMER_DEFAULTS``, and each task config's); other options it
+    lacks still read as today's defaults, which keep the old behaviour."""
     saved = copy.deepcopy(saved)
+    for section, former in FORMER_DEFAULTS.items():
+        if isinstance(saved.get(section, {}), dict):
+            saved[section] = {**former, **saved.get(section, {})}
     tasks = saved.get("tasks")
     for name, options in list(tasks.items()) if isinstance(tasks, dict) else ():
         try:

@@ -277,11 +277,15 @@ def test_channels_last_auto_follows_bf16(setting, bf16, nhwc):
     assert channels_last(setting, bf16) is nhwc
 
 
-def test_trainer_keeps_a_float32_run_nchw_under_auto(tiny):
+@pytest.mark.parametrize(("amp", "nhwc"), [("off", False), ("bf16", True)])
+def test_trainer_under_auto_is_channels_last_only_in_bf16(tiny, amp, nhwc):
     from dense import distributed
     from dense.trainer import Trainer
 
-    config = tiny("train.channels_last='auto'")  # tiny trains with train.amp = "off"
+    config = tiny("train.channels_last='auto'", f"train.amp='{amp}'")  # built, not trained
     trainer = Trainer(config, distributed.setup("cpu"), Console(quiet=True))
-    assert trainer.memory_format is None
+    assert (trainer.memory_format == torch.channels_last) is nhwc
+    weights = [p for p in trainer.model.parameters() if p.dim() == 4]
+    layout = torch.channels_last if nhwc else torch.contiguous_format
+    assert all(p.is_contiguous(memory_format=layout) for p in weights)
     assert all(group["fused"] for group in trainer.optimizer.param_groups)  # the default
