@@ -1,4 +1,6 @@
-"""An on-disk cache of dataset samples (``data.cache``), for data that is slow to make.
+"""Caches of dataset samples (``data.cache``), for data that is slow to make: on disk
+(:class:`CachedDataset`) or in memory (:class:`SampleMemory`, also the bounded memory that
+``data.echo`` uses).
 
 The synthetic rooms are ray-cast on the fly: on the 2-core CPU rendering takes about a fifth
 of a training step's compute. Every later epoch, and every run of a grid (all arms and seeds
@@ -19,6 +21,7 @@ import hashlib
 import json
 import os
 import pickle
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +45,25 @@ def cache_folder(root: str, dataset: str, split: str, options: Any) -> Path:
     return folder
 
 
-class CachedDataset(Dataset):
-    """``dataset[index]``, made once and then read from ``folder``."""
+class KeptDataset(Dataset):
+    """A dataset in front of another that keeps its samples: its length and class names."""
 
-    def __init__(self, dataset: Dataset, folder: Path) -> None:
+    def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
-        self.folder = folder
         for name in ("class_names", "ignore_index"):
             if hasattr(dataset, name):
                 setattr(self, name, getattr(dataset, name))
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+
+class CachedDataset(KeptDataset):
+    """``dataset[index]``, made once and then read from ``folder``."""
+
+    def __init__(self, dataset: Dataset, folder: Path) -> None:
+        super().__init__(dataset)
+        self.folder = folder
 
     def __getitem__(self, index: int) -> Any:
         path = self.folder / f"{index}.pt"
@@ -69,4 +79,26 @@ class CachedDataset(Dataset):
             os.replace(partial, path)
         except OSError:  # full disk, read-only folder: train on without caching this one
             partial.unlink(missing_ok=True)
+        return sample
+
+
+class SampleMemory(KeptDataset):
+    """``dataset[index]`` kept in this process's memory for the last ``capacity`` indices asked
+    for (least recently used out first). A miss runs the dataset with the torch RNG forked, so
+    what follows (augmentation) draws the same numbers whether or not the sample was kept."""
+
+    def __init__(self, dataset: Dataset, capacity: int) -> None:
+        super().__init__(dataset)
+        self.capacity = capacity
+        self.memory: OrderedDict[int, Any] = OrderedDict()
+
+    def __getitem__(self, index: int) -> Any:
+        if index in self.memory:
+            self.memory.move_to_end(index)
+            return self.memory[index]
+        with torch.random.fork_rng(devices=[]):
+            sample = self.dataset[index]
+        self.memory[index] = sample
+        if len(self.memory) > self.capacity:
+            self.memory.popitem(last=False)
         return sample

@@ -57,7 +57,8 @@ class DataConfig:
     eval_batch_size: int = 8
     num_workers: int = 1
     options: dict[str, Any] = field(default_factory=dict)  # the dataset's own options
-    cache: str = ""  # folder keeping made samples for later epochs and runs ("": none)
+    cache: str = ""  # folder keeping made samples for later epochs and runs, "memory", "": none
+    echo: int = 1  # uses of each training sample made (data echoing, dense/echo.py); 1 = off
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training split only
 
 
@@ -214,6 +215,8 @@ def check_values(config: Config) -> None:
     for key in ("preview_samples", "eval_batches"):
         if getattr(config.train, key) < 0:
             raise DenseError(f"train.{key} must be 0 or more")
+    if config.data.echo < 1:
+        raise DenseError("data.echo must be at least 1 (1: every training sample is new)")
     if config.data.num_workers < 0:
         raise DenseError("data.num_workers must be 0 or more")
     if config.model.decoder_channels < 1:

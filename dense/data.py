@@ -2,13 +2,15 @@
 
 Training batches are a pure function of (seed, step): epoch e visits a permutation drawn from
 (seed, e), and step s takes the next ``batch_size × world_size`` items of that stream, rank r
-every world_size-th of them. Each item also carries its own seed, under which the dataset
-(and any random transform) runs, so a resumed run sees exactly the batches an uninterrupted
-one would, whatever the number of DataLoader workers.
+every world_size-th of them (with ``data.echo``, of the echoed stream: ``dense.echo``). Each
+item also carries its own seed, under which the dataset (and any random transform) runs, so a
+resumed run sees exactly the batches an uninterrupted one would, whatever the number of
+DataLoader workers.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,25 +18,34 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from dense.cache import CachedDataset, cache_folder
+from dense.cache import CachedDataset, SampleMemory, cache_folder
 from dense.config import DataConfig, build_dataclass
 from dense.distributed import Context
+from dense.echo import ECHO_WINDOW_STEPS, echo_capacity
 from dense.errors import DenseError
 from dense.registry import DATASETS
 from dense.task import DataInfo
 from dense.transforms import Augmented, JointTransform
 
 
-def build_dataset(config: DataConfig, split: str, augment: bool = False) -> Dataset:
-    """The split of the configured dataset; with ``augment``, behind ``data.augment``."""
+def build_dataset(
+    config: DataConfig, split: str, augment: bool = False, world_size: int = 1
+) -> Dataset:
+    """The split of the configured dataset; with ``augment`` (the training split), behind
+    ``data.echo``'s memory and ``data.augment``."""
     cls = DATASETS.get(config.dataset)
     options = build_dataclass(cls.Config, config.options, "data.options.")
     dataset = cls(split, options)
     if len(dataset) == 0:
         raise DenseError(f"dataset '{config.dataset}' split '{split}' is empty")
-    if config.cache:
+    if config.cache == "memory":
+        dataset = SampleMemory(dataset, capacity=len(dataset))
+    elif config.cache:
         folder = cache_folder(config.cache, config.dataset, split, options)
         dataset = CachedDataset(dataset, folder)
+    if augment and config.echo > 1 and config.cache != "memory":
+        capacity = echo_capacity(config.echo, config.batch_size, world_size)
+        dataset = SampleMemory(dataset, capacity)
     if augment and config.augment.active():
         transform = JointTransform(config.augment, getattr(dataset, "ignore_index", 255))
         return Augmented(dataset, transform)
@@ -56,7 +67,8 @@ def data_info(dataset: Dataset) -> DataInfo:
 
 
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Yields this rank's batches of (index, item seed) from ``start_step`` on, forever."""
+    """Yields this rank's batches of (index, item seed) from ``start_step`` on, forever; with
+    ``echo`` > 1, each item ``echo`` times (``dense.echo``)."""
 
     def __init__(
         self,
@@ -66,6 +78,7 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
         start_step: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        echo: int = 1,
     ) -> None:
         self.length = length
         self.batch_size = batch_size
@@ -73,25 +86,59 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
         self.start_step = start_step
         self.rank = rank
         self.world_size = world_size
+        self.echo = echo
 
     def permutation(self, epoch: int) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(self.length, generator=generator).tolist()
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        per_step = self.batch_size * self.world_size
-        position = self.start_step * per_step  # in the endless stream of permutations
+    def fresh_items(self, position: int) -> Iterator[tuple[int, int]]:
+        """The endless stream of (index, item seed) of permutation after permutation, from
+        ``position`` on."""
         epoch, offset = divmod(position, self.length)
         order = self.permutation(epoch)
         while True:
-            items = []
-            while len(items) < per_step:
-                if offset == self.length:
-                    epoch, offset = epoch + 1, 0
-                    order = self.permutation(epoch)
-                items.append((order[offset], (self.seed << 32) + epoch * self.length + offset))
-                offset += 1
-            yield items[self.rank :: self.world_size]
+            if offset == self.length:
+                epoch, offset = epoch + 1, 0
+                order = self.permutation(epoch)
+            yield order[offset], (self.seed << 32) + epoch * self.length + offset
+            offset += 1
+
+    def echoed_items(self, position: int) -> Iterator[tuple[int, int]]:
+        """The fresh stream cut into windows of ``ECHO_WINDOW_STEPS`` steps' worth; period p
+        shuffles together window p and the repeats of the ``echo - 1`` windows before it, so
+        every batch mixes new samples and repeats. A repeat's item seed differs (a fresh
+        augmentation), its index does not."""
+        size = ECHO_WINDOW_STEPS * self.batch_size * self.world_size
+        period, skip = 0, position
+        while skip >= min(period + 1, self.echo) * size:
+            skip -= min(period + 1, self.echo) * size
+            period += 1
+
+        def periods() -> Iterator[tuple[int, int]]:
+            for p in itertools.count(period):
+                items = []
+                for visit in range(min(p + 1, self.echo)):
+                    fresh = itertools.islice(self.fresh_items((p - visit) * size), size)
+                    items += [(i, repeat_seed(s, visit)) for i, s in fresh]
+                key = (self.seed * 1_000_003 + p) % 2**63
+                order = torch.randperm(len(items), generator=torch.Generator().manual_seed(key))
+                yield from (items[i] for i in order.tolist())
+
+        return itertools.islice(periods(), skip, None)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        per_step = self.batch_size * self.world_size
+        position = self.start_step * per_step  # in the endless stream of items
+        items = self.echoed_items(position) if self.echo > 1 else self.fresh_items(position)
+        while True:
+            batch = list(itertools.islice(items, per_step))
+            yield batch[self.rank :: self.world_size]
+
+
+def repeat_seed(seed: int, visit: int) -> int:
+    """The item seed of a sample's ``visit``-th use (0: its first, the seed itself)."""
+    return (seed * 1_000_003 + visit) % 2**63 if visit else seed
 
 
 class SeededDataset(Dataset):
@@ -106,7 +153,9 @@ class SeededDataset(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> Any:
         index, seed = item
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            # the CPU generator only: torch.manual_seed would also queue a lazy seeding of
+            # every uninitialised accelerator, with a formatted stack, for each item
+            torch.default_generator.manual_seed(seed)
             return self.dataset[index]
 
 
@@ -114,7 +163,13 @@ def train_loader(
     dataset: Dataset, config: DataConfig, seed: int, start_step: int, context: Context
 ) -> DataLoader:
     sampler = StepBatchSampler(
-        len(dataset), config.batch_size, seed, start_step, context.rank, context.world_size
+        len(dataset),
+        config.batch_size,
+        seed,
+        start_step,
+        context.rank,
+        context.world_size,
+        config.echo,
     )
     return DataLoader(
         SeededDataset(dataset),

@@ -56,7 +56,9 @@ class Trainer:
         self.run_dir = config.run_dir
         torch.manual_seed(config.run.seed)
 
-        self.train_set = build_dataset(config.data, config.data.train_split, augment=True)
+        self.train_set = build_dataset(
+            config.data, config.data.train_split, augment=True, world_size=self.context.world_size
+        )
         self.val_set = build_dataset(config.data, config.data.val_split)
         self.tasks = build_tasks(config, data_info(self.train_set))
         self.model = build_model(config.model, self.tasks).to(self.device)

@@ -80,6 +80,21 @@ def test_training_from_the_cache_equals_training_without_it(tiny, tmp_path):
     assert len(list((tmp_path / "cache").glob("synthetic-train-*/*.pt"))) == 6 * 4
 
 
+def test_training_from_memory_equals_training_without_it_and_makes_each_sample_once(
+    tiny, monkeypatch
+):
+    from datasets.synthetic import SyntheticRooms
+    from dense.trainer import train
+
+    plain = train(tiny("run.name=plain", "data.options.train_length=8")).metrics
+    made = []
+    render = SyntheticRooms.__getitem__
+    monkeypatch.setattr(SyntheticRooms, "__getitem__", lambda s, i: made.append(i) or render(s, i))
+    kept = train(tiny("run.name=kept", "data.options.train_length=8", "data.cache='memory'"))
+    assert kept.metrics == plain
+    assert sorted(made) == sorted([*range(8), *range(8)])  # 8 training and 8 validation rooms
+
+
 def test_a_cache_that_cannot_be_a_folder_is_one_clear_error(tiny, tmp_path):
     from dense.errors import DenseError
     from dense.trainer import train

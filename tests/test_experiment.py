@@ -379,17 +379,19 @@ def test_a_run_trained_in_another_precision_is_no_twin(ran, monkeypatch):
     assert find_twin(grid, config) is None  # the grid's runs train with amp off
 
 
-def test_where_the_data_cache_lives_is_not_part_of_a_runs_recipe():
-    """Runs that differ only in data.cache train identically, so a grid treats them as twins."""
+def test_where_the_data_cache_lives_and_the_loader_workers_are_not_part_of_a_runs_recipe():
+    """Runs that differ only in data.cache or data.num_workers train identically, so a grid
+    treats them as twins."""
     from dense.experiment.runner import recipe
 
     saved = {"run": {"name": "a", "out_dir": "x", "seed": 0}, "data": {"batch_size": 8}}
     cached = {
         "run": {"name": "b", "out_dir": "y", "seed": 0},
-        "data": {"batch_size": 8, "cache": "c"},
+        "data": {"batch_size": 8, "cache": "c", "num_workers": 0},
     }
     assert recipe(saved) == recipe(cached)
     assert recipe(saved) != recipe({**cached, "data": {"batch_size": 4, "cache": "c"}})
+    assert recipe(saved) != recipe({**saved, "data": {"batch_size": 8, "echo": 2}})
 
 
 SELFSUP_RUN = ("tasks.selfsup_depth.weight=1.0", "data.options.neighbours=true")

@@ -214,6 +214,8 @@ def test_ctrl_c_during_a_checkpoint_write_finishes_it_then_exits_130(tmp_path, c
         ("tasks.segmentation.boundary_tolerances=[]", "boundary_tolerances"),
         ("data.augment.scale_min=0", "scale_min"),
         ("data.augment.scale_max=-1", "scale_min"),
+        ("data.echo=0", "data.echo"),
+        ("data.echo=2.5", "data.echo"),
         ("train.preview_samples=-1", "train.preview_samples"),
         ("train.eval_batches=-1", "train.eval_batches"),
         ("weighting.dwa_window=0", "weighting.dwa_window"),

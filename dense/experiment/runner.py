@@ -25,10 +25,11 @@ def finished(run_dir: Path, steps: int) -> bool:
 
 
 def recipe(saved: dict) -> dict:
-    """A saved run config without where the run and its data cache are kept: equal recipes
-    train identical runs."""
+    """A saved run config without where the run and its data cache are kept and how many
+    loader workers made its batches (the same whatever the number): equal recipes train
+    identical runs."""
     run = {k: v for k, v in saved["run"].items() if k not in ("out_dir", "name")}
-    data = {k: v for k, v in saved.get("data", {}).items() if k != "cache"}
+    data = {k: v for k, v in saved.get("data", {}).items() if k not in ("cache", "num_workers")}
     return {**saved, "run": run, "data": data}
 
 

@@ -1,25 +1,30 @@
 """Training throughput on the CPU: what `dense train` costs over a plain PyTorch loop, where a
-training step's time goes, and what each speed-up buys.
+training step's time goes, what each speed-up buys, and whole runs of the default experiment.
 
 1. Framework overhead: `dense train`'s loop (``Trainer.fit`` in a scratch folder, evaluation
    and checkpoints out of the way, logging and TensorBoard as configured) against a plain loop
    over the same model, task losses, optimizer, loader and batches, in the precision
-   ``train.amp`` resolves to on this CPU and the config's memory format and AdamW kernel
-   (target: overhead ≤ 5 %).
+   ``train.amp`` resolves to on this CPU and the config's memory format and AdamW kernel,
+   without a sample cache (target: overhead ≤ 5 %).
    The two alternate, twice each; images/s are medians over windows of ``--window`` steps,
    the first window (loader start-up) left out.
 2. Where a step goes: forward time of the encoder, decoder, heads and auxiliary networks
    (forward hooks), losses, backward, optimizer, and the data loader alone; then the
    heaviest operators by self time (torch.profiler).
 3. Speed-ups, each as images/s ÷ the float32 plain loop from the loader measured in the same
-   run (float32, NCHW, AdamW's loop kernel: ``PLAIN``): batches rendered beforehand (what
-   data costs), the ``data.cache`` sample cache filled beforehand, AdamW's fused kernel,
-   bf16 autocast, channels-last memory, ``torch.compile``, data workers 0 and 2, all three
-   speed-ups on rendered batches (the ceiling when data is free), and `dense train` itself
-   with ``train.amp=off`` and ``bf16``, then with ``train.channels_last`` and
-   ``optim.fused``; last, `dense train` as the config sets it, alone and with the filled
-   cache (what a grid's later arms of a seed get: they read the samples the first arm
-   rendered).
+   run (``PLAIN``: float32, NCHW, AdamW's loop kernel, one worker, no cache, no echo):
+   batches rendered beforehand (what data costs), the ``data.cache`` sample cache filled
+   beforehand, AdamW's fused kernel, bf16 autocast, channels-last memory, ``torch.compile``,
+   data workers 0 and 2, all three speed-ups on rendered batches (the ceiling when data is
+   free), and `dense train` itself with ``train.amp=off`` and ``bf16``, then with
+   ``train.channels_last`` and ``optim.fused``, then with the samples made in the training
+   process (``data.num_workers=0``) and data echoing (``data.echo`` 2 and 4); last, `dense
+   train` as the config sets it (its cache, if any, starting empty: the first pass), and with
+   the cache filled (later passes, or a grid's later arms of a seed).
+4. Whole runs of the config's steps, fresh (an empty cache), evaluation and checkpoints moved
+   to the end, images/s over all log windows: as first shipped (``PLAIN``, and for the
+   synthetic rooms a new room for every sample) and as configured, alternating, twice each
+   (means), then once as configured but with new rooms and no cache; each ÷ the first.
 
     python experiments/benchmarks/train_throughput.py [CONFIG.toml] [--steps N] [key=value ...]
 """
@@ -47,9 +52,18 @@ from dense.errors import run_script
 from dense.rundir import LOG, read_log
 from dense.trainer import Trainer, make_optimizer
 
-# the baseline's settings (float32, NCHW, AdamW's loop kernel) and the plain-loop options of
-# all three speed-ups together
-PLAIN = ["train.amp=off", "train.channels_last=false", "optim.fused=false"]
+# the baseline's settings (the default experiment as first shipped: float32, NCHW, AdamW's
+# loop kernel, one loader worker, no sample cache or echo) and the plain-loop options of all
+# three training speed-ups together
+PLAIN = [
+    "train.amp=off",
+    "train.channels_last=false",
+    "optim.fused=false",
+    "data.num_workers=1",
+    "data.cache=''",
+    "data.echo=1",
+]
+ENDLESS_ROOMS = "data.options.train_length=10000"  # the synthetic rooms as first shipped
 FAST = {"amp": True, "channels_last": True, "fused": True}
 
 
@@ -155,15 +169,34 @@ def cycle(batches: list[dict[str, Tensor]]) -> Iterator[dict[str, Tensor]]:
         yield from batches
 
 
-def dense_rates(config_path: str, overrides: list[str], steps: int, window: int) -> list[float]:
-    """Window rates that ``dense train`` logs (images_per_s), the first window dropped."""
+def logged_rates(config_path: str, overrides: list[str], steps: int, window: int) -> list[float]:
+    """The images/s that ``dense train`` logs for each window of a run of ``steps``."""
     with tempfile.TemporaryDirectory() as folder:
-        config = scratch_config(load_config(config_path, overrides), folder, steps + window, window)
+        config = scratch_config(load_config(config_path, overrides), folder, steps, window)
         trainer = Trainer(config, distributed.setup("cpu"), Console(quiet=True))
         trainer.prepare(resume=False, overwrite=False)
         trainer.fit()
         records = read_log(Path(folder) / config.run.name / LOG)
-    return [r["images_per_s"] for r in records if r.get("split") == "train"][1:]
+    return [r["images_per_s"] for r in records if r.get("split") == "train"]
+
+
+def dense_rates(config_path: str, overrides: list[str], steps: int, window: int) -> list[float]:
+    """Window rates of ``dense train``, the first window (loader start-up) dropped."""
+    return logged_rates(config_path, overrides, steps + window, window)[1:]
+
+
+def run_rate(config_path: str, overrides: list[str]) -> float:
+    """images/s of a whole run of the config's steps: its images over the time of all its log
+    windows (evaluation and checkpoints moved after the last)."""
+    config = load_config(config_path, overrides)
+    steps, window = config.train.steps, config.train.log_every
+    return statistics.harmonic_mean(logged_rates(config_path, overrides, steps, window))
+
+
+def fresh_cache(config: Config) -> list[str]:
+    """The config's ``data.cache`` moved to a new empty folder, as a first run finds it (and
+    nothing written where the config points); none if the config has no cache."""
+    return [f"data.cache={tempfile.mkdtemp(prefix='dense-cache-')}"] if config.data.cache else []
 
 
 def build_trainer(config_path: str, overrides: list[str]) -> Trainer:
@@ -261,11 +294,12 @@ def main() -> None:
     amp = distributed.bf16_autocast(config.train.amp, torch.device("cpu"))
     print(f"\n1. framework overhead ({distributed.precision_name(amp)}, alternating, twice each)")
     plain, framework = [], []
+    uncached = [*overrides, "data.cache=''"]
     for _ in range(2):
-        trainer = build_trainer(args.config, overrides)
+        trainer = build_trainer(args.config, uncached)
         nhwc = distributed.channels_last(config.train.channels_last, amp)
         plain += plain_rates(trainer, steps, window, amp=amp, channels_last=nhwc)
-        framework += dense_rates(args.config, overrides, steps, window)
+        framework += dense_rates(args.config, uncached, steps, window)
     base = median(plain)
     print(f"  plain PyTorch loop: {base:6.2f} images/s")
     ratio = median(framework) / base
@@ -292,6 +326,7 @@ def main() -> None:
         pass  # fills the cache with the batches the cached variant will read
     filling.close()  # stops its loader's worker
     fast = ["train.amp=bf16", "train.channels_last=true"]
+    inline = [*fast, "optim.fused=true", "data.num_workers=0"]
     variants: list[tuple[str, list[str], dict | None]] = [
         # name, extra overrides, plain-loop options (None: `dense train` itself); bf16 last:
         # on some CPUs it is far slower than float32
@@ -315,10 +350,13 @@ def main() -> None:
         ("dense train, train.amp=bf16", ["train.amp=bf16"], None),
         ("dense train, bf16 + channels-last", fast, None),
         ("dense train, bf16 + channels-last + fused AdamW", [*fast, "optim.fused=true"], None),
+        ("dense train, bf16 + CL + fused, data.num_workers=0", inline, None),
+        ("dense train, bf16 + CL + fused, workers 0, data.echo=2", [*inline, "data.echo=2"], None),
+        ("dense train, bf16 + CL + fused, workers 0, data.echo=4", [*inline, "data.echo=4"], None),
     ]
     runs = [(name, [*overrides, *PLAIN, *extra], options) for name, extra, options in variants]
     runs += [  # the config's own settings, not PLAIN's
-        ("dense train as configured", overrides, None),
+        ("dense train as configured", [*overrides, *fresh_cache(config)], None),
         ("dense train as configured + filled data.cache", [*overrides, cache], None),
     ]
     baseline = None
@@ -337,6 +375,24 @@ def main() -> None:
         rate = median(rates)
         baseline = baseline or rate
         print(f"  {name:48s} {rate:6.2f} images/s  {rate / baseline:5.2f}×")
+
+    print(f"\n4. whole runs of {config.train.steps} steps, fresh (images over all log windows)")
+    endless = [ENDLESS_ROOMS] if config.data.dataset == "synthetic" else []
+    shipped = [*overrides, *PLAIN, *endless]
+    rates: dict[str, list[float]] = defaultdict(list)
+    for _ in range(2):  # the first and last alternate, twice each
+        rates["as first shipped (float32, 1 worker, new rooms)"].append(
+            run_rate(args.config, shipped)
+        )
+        rates["as configured"].append(run_rate(args.config, [*overrides, *fresh_cache(config)]))
+    rates["as configured, but new rooms and no cache (once)"].append(
+        run_rate(args.config, [*overrides, "data.cache=''", *endless])
+    )
+    first = statistics.mean(rates["as first shipped (float32, 1 worker, new rooms)"])
+    for name, values in rates.items():
+        rate = statistics.mean(values)
+        each = ", ".join(f"{v:.2f}" for v in values)
+        print(f"  {name:48s} {rate:6.2f} images/s  {rate / first:5.2f}×  ({each})")
 
 
 if __name__ == "__main__":
