@@ -45,8 +45,8 @@ def cache_folder(root: str, dataset: str, split: str, options: Any) -> Path:
     return folder
 
 
-class KeptDataset(Dataset):
-    """A dataset in front of another that keeps its samples: its length and class names."""
+class WrappedDataset(Dataset):
+    """A dataset in front of another, with its length, class names and ignore index."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -58,7 +58,7 @@ class KeptDataset(Dataset):
         return len(self.dataset)
 
 
-class CachedDataset(KeptDataset):
+class CachedDataset(WrappedDataset):
     """``dataset[index]``, made once and then read from ``folder``."""
 
     def __init__(self, dataset: Dataset, folder: Path) -> None:
@@ -82,7 +82,7 @@ class CachedDataset(KeptDataset):
         return sample
 
 
-class SampleMemory(KeptDataset):
+class SampleMemory(WrappedDataset):
     """``dataset[index]`` kept in this process's memory for the last ``capacity`` indices asked
     for (least recently used out first). A miss runs the dataset with the torch RNG forked, so
     what follows (augmentation) draws the same numbers whether or not the sample was kept."""

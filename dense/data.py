@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from dense.cache import CachedDataset, SampleMemory, cache_folder
 from dense.config import DataConfig, build_dataclass
 from dense.distributed import Context
-from dense.echo import ECHO_WINDOW_STEPS, echo_capacity
+from dense.echo import ECHO_WINDOW_STEPS, echo_capacity, echoed_items
 from dense.errors import DenseError
 from dense.registry import DATASETS
 from dense.task import DataInfo
@@ -104,41 +104,17 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
             yield order[offset], (self.seed << 32) + epoch * self.length + offset
             offset += 1
 
-    def echoed_items(self, position: int) -> Iterator[tuple[int, int]]:
-        """The fresh stream cut into windows of ``ECHO_WINDOW_STEPS`` steps' worth; period p
-        shuffles together window p and the repeats of the ``echo - 1`` windows before it, so
-        every batch mixes new samples and repeats. A repeat's item seed differs (a fresh
-        augmentation), its index does not."""
-        size = ECHO_WINDOW_STEPS * self.batch_size * self.world_size
-        period, skip = 0, position
-        while skip >= min(period + 1, self.echo) * size:
-            skip -= min(period + 1, self.echo) * size
-            period += 1
-
-        def periods() -> Iterator[tuple[int, int]]:
-            for p in itertools.count(period):
-                items = []
-                for visit in range(min(p + 1, self.echo)):
-                    fresh = itertools.islice(self.fresh_items((p - visit) * size), size)
-                    items += [(i, repeat_seed(s, visit)) for i, s in fresh]
-                key = (self.seed * 1_000_003 + p) % 2**63
-                order = torch.randperm(len(items), generator=torch.Generator().manual_seed(key))
-                yield from (items[i] for i in order.tolist())
-
-        return itertools.islice(periods(), skip, None)
-
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         per_step = self.batch_size * self.world_size
         position = self.start_step * per_step  # in the endless stream of items
-        items = self.echoed_items(position) if self.echo > 1 else self.fresh_items(position)
+        if self.echo > 1:
+            window = ECHO_WINDOW_STEPS * per_step
+            items = echoed_items(self.fresh_items, position, self.echo, window, self.seed)
+        else:
+            items = self.fresh_items(position)
         while True:
             batch = list(itertools.islice(items, per_step))
             yield batch[self.rank :: self.world_size]
-
-
-def repeat_seed(seed: int, visit: int) -> int:
-    """The item seed of a sample's ``visit``-th use (0: its first, the seed itself)."""
-    return (seed * 1_000_003 + visit) % 2**63 if visit else seed
 
 
 class SeededDataset(Dataset):

@@ -33,6 +33,16 @@ def test_echo_uses_each_new_item_k_times_never_twice_in_a_batch():
     assert all(uses[index] < echo for index, _ in new[len(done) :])
 
 
+def test_echo_on_a_dataset_smaller_than_a_window_uses_every_sample_k_times():
+    echo, batch = 2, 4
+    window = ECHO_WINDOW_STEPS * batch  # 16 items: 5 rooms over three epochs and a bit
+    steps = sum(min(p + 1, echo) for p in range(6)) * window // batch
+    stream = [i for b in take(StepBatchSampler(5, batch, seed=0, echo=echo), steps) for i, _ in b]
+    new = [i for b in take(StepBatchSampler(5, batch, seed=0), steps) for i, _ in b]
+    # windows 0-4 used twice, window 5 (period 5's new one) once so far
+    assert Counter(stream) == Counter(new[: 5 * window] * echo + new[5 * window : 6 * window])
+
+
 def test_echoed_batches_depend_only_on_the_step_and_ranks_split_them():
     full = take(StepBatchSampler(100, 4, seed=2, echo=4), 60)
     assert take(StepBatchSampler(100, 4, seed=2, echo=4, start_step=37), 20) == full[37:57]

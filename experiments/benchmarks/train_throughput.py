@@ -26,7 +26,8 @@ training step's time goes, what each speed-up buys, and whole runs of the defaul
    synthetic rooms a new room for every sample) and as configured, alternating, twice each
    (means), then once as configured but with new rooms and no cache; each ÷ the first.
 
-    python experiments/benchmarks/train_throughput.py [CONFIG.toml] [--steps N] [key=value ...]
+    python experiments/benchmarks/train_throughput.py [CONFIG.toml] [--steps N] [--sections 1234]
+        [key=value ...]
 """
 
 from __future__ import annotations
@@ -193,10 +194,13 @@ def run_rate(config_path: str, overrides: list[str]) -> float:
     return statistics.harmonic_mean(logged_rates(config_path, overrides, steps, window))
 
 
-def fresh_cache(config: Config) -> list[str]:
-    """The config's ``data.cache`` moved to a new empty folder, as a first run finds it (and
-    nothing written where the config points); none if the config has no cache."""
-    return [f"data.cache={tempfile.mkdtemp(prefix='dense-cache-')}"] if config.data.cache else []
+def fresh_cache(config: Config, scratch: str) -> list[str]:
+    """The config's ``data.cache`` as a first run finds it: a folder cache moved to a new empty
+    folder under ``scratch`` (nothing written where the config points); ``"memory"`` or none
+    as they are (a run's memory starts empty)."""
+    if config.data.cache in ("", "memory"):
+        return []
+    return [f"data.cache={tempfile.mkdtemp(prefix='cache-', dir=scratch)}"]
 
 
 def build_trainer(config_path: str, overrides: list[str]) -> Trainer:
@@ -279,49 +283,51 @@ def median(rates: list[float]) -> float:
     return statistics.median(rates)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", nargs="?", default="experiments/synthetic_joint.toml")
-    parser.add_argument("--steps", type=int, default=40, help="measured steps per variant")
-    parser.add_argument("--window", type=int, default=10, help="steps per timing window")
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_intermixed_args()
-    steps, window, overrides = args.steps, args.window, args.overrides
-    config = load_config(args.config, overrides)
-    batch, threads = config.data.batch_size, torch.get_num_threads()
-    print(f"{args.config}: batch {batch}, {threads} threads, {config.data.num_workers} worker(s)")
-
+def overhead(config_path: str, overrides: list[str], steps: int, window: int) -> None:
+    config = load_config(config_path, overrides)
     amp = distributed.bf16_autocast(config.train.amp, torch.device("cpu"))
     print(f"\n1. framework overhead ({distributed.precision_name(amp)}, alternating, twice each)")
     plain, framework = [], []
     uncached = [*overrides, "data.cache=''"]
     for _ in range(2):
-        trainer = build_trainer(args.config, uncached)
+        trainer = build_trainer(config_path, uncached)
         nhwc = distributed.channels_last(config.train.channels_last, amp)
         plain += plain_rates(trainer, steps, window, amp=amp, channels_last=nhwc)
-        framework += dense_rates(args.config, uncached, steps, window)
+        framework += dense_rates(config_path, uncached, steps, window)
     base = median(plain)
     print(f"  plain PyTorch loop: {base:6.2f} images/s")
     ratio = median(framework) / base
     print(f"  dense train:        {median(framework):6.2f} images/s")
     print(f"  dense ÷ plain: {ratio:.3f} (overhead {1 - ratio:+.1%})")
 
+
+def rendered_batches(config_path: str, overrides: list[str], count: int) -> list:
+    """The first ``count`` float32 batches of the loader, made beforehand."""
+    source = loader_batches(build_trainer(config_path, [*overrides, *PLAIN]))
+    return [batch for batch, _ in zip(source, range(count), strict=False)]
+
+
+def step_parts(config_path: str, overrides: list[str], steps: int) -> None:
     print("\n2. where a step goes (plain loop, rendered batches, float32)")
     float32 = [*overrides, *PLAIN]
-    trainer = build_trainer(args.config, float32)
-    rendered = [b for b, _ in zip(loader_batches(trainer), range(steps // 2), strict=False)]
-    parts = breakdown(trainer, rendered)
+    rendered = rendered_batches(config_path, overrides, steps // 2)
+    parts = breakdown(build_trainer(config_path, float32), rendered)
     step_time = sum(parts[k] for k in ("forward (all)", "losses", "backward", "optimizer"))
-    data = batch / loader_rate(build_trainer(args.config, float32), steps // 2)
+    batch = rendered[0]["image"].shape[0]
+    data = batch / loader_rate(build_trainer(config_path, float32), steps // 2)
     for name, seconds in [*parts.items(), ("data loader alone (per batch)", data)]:
         print(f"  {name:34s} {1000 * seconds:7.1f} ms  {seconds / step_time:6.1%} of a step")
     print("  heaviest operators (self time share):")
-    for name, share in heaviest_operators(build_trainer(args.config, float32), rendered[:8], 12):
+    for name, share in heaviest_operators(build_trainer(config_path, float32), rendered[:8], 12):
         print(f"    {name:40s} {share:6.1%}")
 
+
+def speedups(config_path: str, overrides: list[str], steps: int, window: int, scratch: str) -> None:
     print("\n3. speed-ups against the float32 plain loop from the loader, same run")
-    cache = f"data.cache={tempfile.mkdtemp(prefix='dense-cache-')}"
-    filling = loader_batches(build_trainer(args.config, [*overrides, cache]))
+    config = load_config(config_path, overrides)
+    rendered = rendered_batches(config_path, overrides, steps // 2)
+    cache = f"data.cache={tempfile.mkdtemp(prefix='filled-', dir=scratch)}"
+    filling = loader_batches(build_trainer(config_path, [*overrides, cache]))
     for _ in itertools.islice(filling, steps + 2 * window):
         pass  # fills the cache with the batches the cached variant will read
     filling.close()  # stops its loader's worker
@@ -356,43 +362,73 @@ def main() -> None:
     ]
     runs = [(name, [*overrides, *PLAIN, *extra], options) for name, extra, options in variants]
     runs += [  # the config's own settings, not PLAIN's
-        ("dense train as configured", [*overrides, *fresh_cache(config)], None),
-        ("dense train as configured + filled data.cache", [*overrides, cache], None),
+        (
+            "dense train as configured (first pass)",
+            [*overrides, *fresh_cache(config, scratch)],
+            None,
+        ),
+        ("dense train as configured, samples from a filled cache", [*overrides, cache], None),
     ]
     baseline = None
     for name, extra, options in runs:
         amp = (options or {}).get("amp") or distributed.bf16_autocast(
-            load_config(args.config, extra).train.amp, torch.device("cpu")
+            load_config(config_path, extra).train.amp, torch.device("cpu")
         )
         if amp and not distributed.native_bf16():
             print(f"  {name:48s} skipped: this CPU has no native bf16 kernels (see README)")
             continue
         if options is None:
-            rates = dense_rates(args.config, extra, steps, window)
+            rates = dense_rates(config_path, extra, steps, window)
         else:
-            trainer = build_trainer(args.config, extra)
-            rates = plain_rates(trainer, steps, window, **options)
+            rates = plain_rates(build_trainer(config_path, extra), steps, window, **options)
         rate = median(rates)
         baseline = baseline or rate
         print(f"  {name:48s} {rate:6.2f} images/s  {rate / baseline:5.2f}×")
 
+
+def whole_runs(config_path: str, overrides: list[str], scratch: str) -> None:
+    config = load_config(config_path, overrides)
     print(f"\n4. whole runs of {config.train.steps} steps, fresh (images over all log windows)")
     endless = [ENDLESS_ROOMS] if config.data.dataset == "synthetic" else []
-    shipped = [*overrides, *PLAIN, *endless]
+    shipped, configured = "as first shipped (float32, 1 worker, new rooms)", "as configured"
     rates: dict[str, list[float]] = defaultdict(list)
-    for _ in range(2):  # the first and last alternate, twice each
-        rates["as first shipped (float32, 1 worker, new rooms)"].append(
-            run_rate(args.config, shipped)
-        )
-        rates["as configured"].append(run_rate(args.config, [*overrides, *fresh_cache(config)]))
+    for _ in range(2):  # these two alternate, twice each
+        rates[shipped].append(run_rate(config_path, [*overrides, *PLAIN, *endless]))
+        fresh = [*overrides, *fresh_cache(config, scratch)]
+        rates[configured].append(run_rate(config_path, fresh))
     rates["as configured, but new rooms and no cache (once)"].append(
-        run_rate(args.config, [*overrides, "data.cache=''", *endless])
+        run_rate(config_path, [*overrides, "data.cache=''", *endless])
     )
-    first = statistics.mean(rates["as first shipped (float32, 1 worker, new rooms)"])
+    first = statistics.mean(rates[shipped])
     for name, values in rates.items():
         rate = statistics.mean(values)
         each = ", ".join(f"{v:.2f}" for v in values)
         print(f"  {name:48s} {rate:6.2f} images/s  {rate / first:5.2f}×  ({each})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="?", default="experiments/synthetic_joint.toml")
+    parser.add_argument("--steps", type=int, default=40, help="measured steps per variant")
+    parser.add_argument("--window", type=int, default=10, help="steps per timing window")
+    parser.add_argument(
+        "--sections", default="1234", help="which sections to run, e.g. 4 (default: all)"
+    )
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_intermixed_args()
+    steps, window, overrides = args.steps, args.window, args.overrides
+    config = load_config(args.config, overrides)
+    batch, threads = config.data.batch_size, torch.get_num_threads()
+    print(f"{args.config}: batch {batch}, {threads} threads, {config.data.num_workers} worker(s)")
+    with tempfile.TemporaryDirectory(prefix="dense-bench-") as scratch:  # caches, removed after
+        if "1" in args.sections:
+            overhead(args.config, overrides, steps, window)
+        if "2" in args.sections:
+            step_parts(args.config, overrides, steps)
+        if "3" in args.sections:
+            speedups(args.config, overrides, steps, window, scratch)
+        if "4" in args.sections:
+            whole_runs(args.config, overrides, scratch)
 
 
 if __name__ == "__main__":
