@@ -1,14 +1,15 @@
 # Two entry points: `make run` (train the default experiment) and `make test`; `make grids`
-# runs the InverseForm experiment grids (resumable; on the 2-core CPU: segmentation 39 min,
-# depth 26 min, self-supervised about 2 h, joint not re-timed, segmentation_800 1 h 18 min,
-# depth_800 1 h 45 min, joint_800 about 1 h 15 min (the last seed's two runs: 19.5 min on a faster
-# EPYC), selfsup_800 1 h 55 min (bf16 on an AVX-512 BF16 EPYC); README, "Experiments").
+# runs the InverseForm experiment grids (resumable; measured on 2-core CPUs: segmentation 39 min,
+# depth 26 min, joint not re-timed, self-supervised about 2 h (float32); segmentation_3000 44 min,
+# depth_3000 about 45 min, joint_3000 33 min, selfsup_800 1 h 55 min (bf16 on an AVX-512 BF16
+# EPYC); README, "Experiments"). The superseded 1,500-step grids still run by name, e.g.
+# `make grids GRIDS=joint_800`.
 # All create or refresh the virtual environment in .venv first.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= experiments/synthetic_joint.toml
-GRIDS ?= segmentation depth joint selfsup segmentation_800 depth_800 joint_800 selfsup_800
+GRIDS ?= segmentation depth joint selfsup segmentation_3000 depth_3000 joint_3000 selfsup_800
 MLP_NET := runs/inverseform/nyu_mlp4.pt
 
 .PHONY: run test lint venv clean grids

@@ -473,6 +473,17 @@ def test_committed_grid_runs_are_the_recipe_their_grid_asks_for(toml):
     assert differing == LEGACY_GRIDS.get(grid.config.name, set())
 
 
+def test_every_grid_make_grids_runs_exists_and_loads():
+    """`make grids` names its grids in the Makefile's GRIDS; a typo there would stop it hours in."""
+    line = next(
+        line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("GRIDS ?=")
+    )
+    names = line.split("=", 1)[1].split()
+    assert len(names) == 8
+    for name in names:
+        assert load_grid(ROOT / "experiments" / "grids" / f"{name}.toml").config.name == name
+
+
 def test_a_run_saved_before_fused_adamw_reads_as_the_loop_kernel(tmp_path):
     raw = tomllib.loads(
         (
