@@ -1,7 +1,7 @@
 # Two entry points: `make run` (train the default experiment) and `make test`; `make grids`
 # runs the InverseForm experiment grids (resumable; measured on 2-core CPUs: segmentation 39 min,
 # depth 26 min, joint not re-timed, self-supervised about 2 h (float32); segmentation_3000 44 min,
-# depth_3000 about 45 min, joint_3000 33 min, selfsup_800 1 h 55 min (bf16 on an AVX-512 BF16
+# depth_3000 about 45 min, joint_3000 about 50 min, selfsup_800 1 h 55 min (bf16 on an AVX-512 BF16
 # EPYC); README, "Experiments"). The superseded 1,500-step grids still run by name, e.g.
 # `make grids GRIDS=joint_800`.
 # All create or refresh the virtual environment in .venv first.
